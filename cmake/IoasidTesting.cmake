@@ -1,0 +1,20 @@
+# ioasid_add_test(NAME SOURCES... [LABELS labels...] [LIBS libs...])
+# A GoogleTest executable registered with ctest. Sources that do not exist yet are skipped, so a
+# test can be declared before it is written. Labels: "concurrency" tests also run under TSan;
+# "slow" tests have a bounded default size (see the README for the long variants).
+function(ioasid_add_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LABELS;LIBS" ${ARGN})
+  set(sources "")
+  foreach(src IN LISTS T_SOURCES)
+    if(EXISTS ${PROJECT_SOURCE_DIR}/${src})
+      list(APPEND sources ${PROJECT_SOURCE_DIR}/${src})
+    endif()
+  endforeach()
+  if(NOT sources)
+    return()
+  endif()
+  add_executable(${name} ${sources})
+  target_link_libraries(${name} PRIVATE ioasid_static GTest::gtest GTest::gtest_main GTest::gmock
+                        ioasid_warnings ${T_LIBS})
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${T_LABELS}")
+endfunction()

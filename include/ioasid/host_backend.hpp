@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+// host_backend.hpp: the interface through which a vIOMMU device model reaches the host's PASID
+// space on behalf of one VM.
+//
+// Device models (VT-d virtual commands, virtio-iommu) never allocate by themselves: every PASID
+// operation a guest asks for goes through the HostBackend bound to that guest's set. Two
+// implementations exist: LocalBackend (the host space lives in this process) and the ioasidd
+// client (the space lives in the daemon, shared by every VMM on the host). Several device models
+// of one VM share one backend, so they all see one system-wide namespace.
+//
+// Errors follow the guest-visible rule: an ID owned by another set is reported as not_found,
+// exactly like an ID that does not exist. Ranges are inclusive, [min, max].
+//
+// Thread-safety: every implementation is safe to call from several threads at once.
+#pragma once
+
+#include "ioasid/errc.hpp"
+#include "ioasid/types.hpp"
+
+namespace ioasid {
+
+class HostBackend {
+ public:
+  virtual ~HostBackend() = default;
+
+  // Allocates an ID in [min, max] for this VM's set.
+  // Returns: the ID; invalid_argument (min > max), out_of_range (max outside the space),
+  // exhausted, quota_exceeded, busy (the set is being destroyed), no_memory, io_error.
+  virtual Result<Id> alloc(Id min, Id max) noexcept = 0;
+
+  // Frees an ID of this set: released at once, or FREE_PENDING until the last reference goes.
+  // Returns: not_found (no such ID in this set), busy (already FREE_PENDING), io_error.
+  virtual Result<void> free(Id id) noexcept = 0;
+
+  // Takes / drops a reference. put returns true when it released the ID.
+  // Returns: not_found, busy (get on FREE_PENDING), overflow, io_error.
+  virtual Result<void> get(Id id) noexcept = 0;
+  virtual Result<bool> put(Id id) noexcept = 0;
+
+  // Binds the ID to a device: takes a reference and, when spid != kInvalidId, records spid as the
+  // guest PASID for it (unique within the set). unbind drops one bind; the spid goes with the last.
+  // Returns: not_found, busy (FREE_PENDING), exists (spid used by another ID, or the ID already has
+  // a different spid), invalid_argument (spid outside the space), no_memory, io_error.
+  virtual Result<void> bind(Id id, Id spid) noexcept = 0;
+  virtual Result<void> unbind(Id id) noexcept = 0;
+
+  // What the set knows about one of its IDs. Returns: not_found, io_error.
+  virtual Result<IdInfo> query(Id id) noexcept = 0;
+
+  // The host ID bound to guest PASID spid. Returns: not_found, io_error.
+  virtual Result<Id> find_by_spid(Id spid) noexcept = 0;
+
+  // The set's quota, count and state. Returns: not_found (set gone), io_error.
+  virtual Result<SetInfo> set_info() noexcept = 0;
+};
+
+}  // namespace ioasid

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+// space_impl.hpp: the state behind ioasid::Space (sets, notifiers, allocator groups, the ID table)
+// and the writer-side helpers space.cc builds every operation from.
+//
+// Invariants (checked by check_invariants()):
+// - an ID is live (ACTIVE or FREE_PENDING) iff its bitmap bit is set and it is not reserved; it is
+//   on exactly one set's member list, its meta word names that set, and refs >= 1;
+// - a set's count equals its list length; Σ counts = live IDs; Σ quotas = quota_reserved_ <=
+//   capacity_; a dying set has count >= 1 (it goes away with its last ID);
+// - each group's live count equals the IDs tagged with its slot; orphaned_ids_ equals the IDs of
+//   removed (zombie) groups;
+// - a set's by_spid_ and bindings_ are mirror images.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/internal/id_table.hpp"
+#include "core/internal/memory.hpp"
+#include "ioasid/space.hpp"
+
+namespace ioasid::internal {
+
+template <class T>
+using FVector = std::vector<T, FallibleAllocator<T>>;
+template <class K, class V>
+using FMap = std::unordered_map<K, V, std::hash<K>, std::equal_to<K>,
+                                FallibleAllocator<std::pair<const K, V>>>;
+
+inline constexpr std::uint8_t kDefaultGroup = 0;
+inline constexpr std::uint8_t kMaxGroupSlot = 254;
+inline constexpr std::uint32_t kNoSerial = 0;
+
+struct Notifier {
+  NotifierId id;
+  NotifierFn fn;
+  void* opaque;
+  std::uint32_t mask;
+};
+
+struct Binding {
+  Id spid;             // kInvalidId when bound without a guest PASID
+  std::uint32_t binds;  // bind() calls not yet undone
+};
+
+struct SetRec {
+  std::uint32_t serial = kNoSerial;
+  std::uint64_t token = 0;
+  std::uint32_t quota = 0;
+  std::uint32_t count = 0;
+  std::uint32_t peak = 0;
+  std::uint64_t quota_refusals = 0;
+  bool dying = false;
+  Id head = kInvalidId;  // member list
+  FMap<Id, Binding> bindings;
+  FMap<Id, Id> by_spid;
+};
+
+struct Group {
+  int (*alloc)(void*, Id, Id, Id*) = nullptr;
+  void (*free)(void*, Id) = nullptr;
+  FVector<const AllocatorOps*> members;  // members.front() is the one called
+  std::uint64_t live = 0;
+  std::uint8_t slot = 0;
+  bool removed = false;  // unregistered with live IDs left: those are orphans
+};
+
+class SpaceImpl final : public Space {
+ public:
+  SpaceImpl() = default;
+  ~SpaceImpl();
+
+  Result<void> init(const SpaceConfig& config) noexcept;
+
+  // ---- locking ----
+  // The writer lock. A thread that already holds it (a callback calling back) gets
+  // would_deadlock from mutating calls; read-only locked calls then run without relocking.
+  class WriteLock {
+   public:
+    explicit WriteLock(const SpaceImpl& s) : s_(s) {
+      s_.mu_.lock();
+      s_.owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    }
+    ~WriteLock() {
+      s_.owner_.store(std::thread::id(), std::memory_order_relaxed);
+      s_.mu_.unlock();
+    }
+
+   private:
+    const SpaceImpl& s_;
+  };
+  bool held_by_me() const noexcept {
+    return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+
+  // ---- helpers used by the operations (writer lock held) ----
+  SetRec* set_of(SetId set) const noexcept;
+  SetRec* set_by_serial(std::uint32_t serial) const noexcept;
+  Result<Id> check_id(Id id) const noexcept;
+  // The live entry of id owned by set (any when set.is_any()).
+  struct Live {
+    Leaf* leaf;
+    std::uint32_t index;
+    SetRec* set;
+    IdState state;
+    HotEntry& hot() const { return leaf->hot[index]; }
+    ColdEntry& cold() const { return leaf->cold[index]; }
+  };
+  Result<Live> live_entry(SetId set, Id id) const noexcept;
+  Result<Id> alloc_default(Id min, Id max) noexcept;
+  Result<Id> alloc_custom(Group& group, Id min, Id max) noexcept;
+  void record(Id id, Leaf* leaf, SetRec& set, std::uint8_t group, void* priv) noexcept;
+  // The owner's free: drop the allocation reference, notify FREE, release or go FREE_PENDING.
+  void free_live(Id id, const Live& e) noexcept;
+  // Drop one reference; at zero notify FREE if still ACTIVE and release. True when released.
+  bool drop_ref(Id id, const Live& e) noexcept;
+  void release(Id id, const Live& e) noexcept;
+  void notify(EventType type, Id id, const SetRec& set, void* priv) noexcept;
+  Id spid_of(const SetRec& set, Id id) const noexcept;
+  void erase_set(SetRec* set) noexcept;
+  void log(LogLevel level, const char* fmt, ...) const noexcept __attribute__((format(printf, 3, 4)));
+  Group* active_group() const noexcept { return groups_.empty() ? nullptr : groups_.front(); }
+  Group* find_group_of(const AllocatorOps* ops, std::size_t* pos) const noexcept;
+  Result<NotifierId> add_notifier(bool global, std::uint64_t token, NotifierFn fn, void* opaque,
+                                  std::uint32_t mask) noexcept;
+  IdInfo info_of(Id id, const Live& e) const noexcept;
+
+  // ---- state ----
+  mutable std::mutex mu_;
+  mutable std::atomic<std::thread::id> owner_{};
+
+  IdTable table_;
+  SpaceConfig config_;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t quota_reserved_ = 0;
+  std::uint64_t reserved_ids_ = 0;
+  Id cursor_ = 0;  // cyclic policy: where the next search starts
+
+  FMap<std::uint32_t, std::unique_ptr<SetRec>> sets_;  // by serial
+  FMap<std::uint64_t, std::uint32_t> by_token_;
+  std::uint32_t next_serial_ = 1;
+
+  FVector<Notifier> global_notifiers_;
+  FMap<std::uint64_t, FVector<Notifier>> owner_notifiers_;
+  NotifierId next_notifier_ = 1;
+
+  FVector<Group*> groups_;                    // registered, registration order; front is active
+  Group* slots_[kMaxGroupSlot + 1] = {};      // by slot; includes zombies (removed, live > 0)
+  std::uint64_t default_live_ = 0;
+
+  SpaceStats stats_;  // counters kept incrementally (live_ids, allocs, ...)
+};
+
+inline SpaceImpl* impl(Space* s) { return static_cast<SpaceImpl*>(s); }
+inline const SpaceImpl* impl(const Space* s) { return static_cast<const SpaceImpl*>(s); }
+
+}  // namespace ioasid::internal

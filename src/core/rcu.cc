@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+// rcu.cc: reader registry and grace periods for internal/rcu.hpp.
+#include "core/internal/rcu.hpp"
+
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <exception>
+#include <mutex>
+#include <new>
+
+namespace ioasid::internal::rcu {
+
+std::atomic<std::uint64_t> g_epoch{1};
+bool g_reader_fence = true;
+thread_local ReaderSlot* tls_slot = nullptr;
+
+namespace {
+
+std::mutex& registry_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::atomic<ReaderSlot*> g_registry{nullptr};  // singly linked, push-front, never shrinks
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+long membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
+
+// Decided once, before the first slot is handed out: readers rely on it from then on.
+bool init_membarrier() {
+  static const bool ok = [] {
+    long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return false;
+    return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+  }();
+  g_reader_fence = !ok;
+  return ok;
+}
+
+void writer_barrier() {
+  if (g_reader_fence || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+// Gives the slot back when the thread exits.
+struct SlotReleaser {
+  ReaderSlot* slot = nullptr;
+  ~SlotReleaser() {
+    if (slot == nullptr) return;
+    slot->nesting = 0;
+    slot->epoch.store(0, std::memory_order_release);
+    slot->in_use.store(false, std::memory_order_release);
+    tls_slot = nullptr;
+  }
+};
+thread_local SlotReleaser t_releaser;
+
+// Used when a slot cannot be allocated: a static pool, so that find() never fails for lack of
+// memory.
+constexpr int kEmergencySlots = 64;
+ReaderSlot g_emergency[kEmergencySlots];
+int g_emergency_next = 0;  // under registry_mutex()
+
+}  // namespace
+
+ReaderSlot* register_thread() noexcept {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  init_membarrier();
+  ReaderSlot* slot = nullptr;
+  for (ReaderSlot* s = g_registry.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+    if (!s->in_use.load(std::memory_order_relaxed)) {
+      slot = s;
+      break;
+    }
+  }
+  if (slot == nullptr) {
+    slot = new (std::nothrow) ReaderSlot;
+    if (slot == nullptr) {
+      // Out of memory: take a never-used emergency slot (released ones were found above).
+      if (g_emergency_next == kEmergencySlots) std::terminate();  // nothing sane is left
+      slot = &g_emergency[g_emergency_next++];
+    }
+    slot->next = g_registry.load(std::memory_order_relaxed);
+    g_registry.store(slot, std::memory_order_release);
+  }
+  slot->in_use.store(true, std::memory_order_relaxed);
+  slot->nesting = 0;
+  slot->epoch.store(0, std::memory_order_relaxed);
+  tls_slot = slot;
+  t_releaser.slot = slot;
+  return slot;
+}
+
+void synchronize() noexcept {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  init_membarrier();
+  const std::uint64_t target = g_epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
+  writer_barrier();
+  for (ReaderSlot* s = g_registry.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+    for (unsigned spins = 0;; ++spins) {
+      const std::uint64_t e = s->epoch.load(std::memory_order_acquire);
+      if (e == 0 || e >= target) break;
+      if (spins < 64) {
+        cpu_relax();
+      } else if (spins < 256) {
+        sched_yield();
+      } else {
+        struct timespec ts = {0, 50 * 1000};
+        nanosleep(&ts, nullptr);
+      }
+    }
+  }
+}
+
+}  // namespace ioasid::internal::rcu
