@@ -43,14 +43,15 @@ extern "C" {
 #define IOASID_VERSION_MAJOR 0
 #define IOASID_VERSION_MINOR 1
 #define IOASID_VERSION_PATCH 0
-#define IOASID_VERSION ((IOASID_VERSION_MAJOR << 16) | (IOASID_VERSION_MINOR << 8) | IOASID_VERSION_PATCH)
+#define IOASID_VERSION \
+  ((IOASID_VERSION_MAJOR << 16) | (IOASID_VERSION_MINOR << 8) | IOASID_VERSION_PATCH)
 
 typedef uint32_t ioasid_t;
 #define IOASID_INVALID ((ioasid_t)0xFFFFFFFFu)
 
 /* A set handle; IOASID_SET_ANY is accepted by find, get, put and query. */
 typedef uint64_t ioasid_set_t;
-#define IOASID_SET_ANY ((ioasid_set_t)~(uint64_t)0)
+#define IOASID_SET_ANY UINT64_MAX
 
 struct ioasid_space;
 struct ioasid_backend;
@@ -86,8 +87,8 @@ struct ioasid_space_config {
    * nothing pass a non-NULL pointer with count 0. */
   const struct ioasid_range* reserved;
   uint32_t reserved_count;
-  uint32_t reserved0;  /* must be 0 */
-  uint64_t capacity;   /* 0: every non-reserved ID */
+  uint32_t reserved0; /* must be 0 */
+  uint64_t capacity;  /* 0: every non-reserved ID */
   ioasid_log_fn log_fn;
   void* log_opaque;
 };
@@ -133,8 +134,8 @@ IOASID_API int ioasid_set_destroy(struct ioasid_space* space, ioasid_set_t set, 
 /* Returns 0, -ENOENT, -EINVAL, -ENOSPC, -EBUSY, -EDEADLK. */
 IOASID_API int ioasid_set_quota(struct ioasid_space* space, ioasid_set_t set, uint32_t quota);
 /* Returns 0, -ENOENT. */
-IOASID_API int ioasid_set_info(const struct ioasid_space* space, ioasid_set_t set,
-                               struct ioasid_set_info* out);
+IOASID_API int ioasid_set_query(const struct ioasid_space* space, ioasid_set_t set,
+                                struct ioasid_set_info* out);
 /* Returns 0, -ENOENT. */
 IOASID_API int ioasid_set_find(const struct ioasid_space* space, uint64_t owner_token,
                                ioasid_set_t* out);

@@ -122,7 +122,7 @@ struct SpaceStats {
   std::uint64_t live_ids = 0;          // allocated IDs (active + free_pending)
   std::uint64_t free_pending_ids = 0;  // of which FREE_PENDING
   std::uint64_t reserved_ids = 0;
-  std::uint64_t capacity = 0;       // IDs the sets may reserve in total
+  std::uint64_t capacity = 0;        // IDs the sets may reserve in total
   std::uint64_t quota_reserved = 0;  // sum of the sets' quotas
   std::uint64_t sets = 0;
   std::uint64_t dying_sets = 0;
@@ -144,9 +144,9 @@ struct SetInfo {
   SetId set;
   std::uint64_t owner_token = 0;
   std::uint32_t quota = 0;
-  std::uint32_t count = 0;         // IDs held (active + free_pending)
-  std::uint32_t bound = 0;         // IDs with at least one bind
-  std::uint32_t peak = 0;          // highest count seen
+  std::uint32_t count = 0;  // IDs held (active + free_pending)
+  std::uint32_t bound = 0;  // IDs with at least one bind
+  std::uint32_t peak = 0;   // highest count seen
   std::uint64_t quota_refusals = 0;
   SetState state = SetState::alive;
 };

@@ -18,10 +18,10 @@ using internal::ColdEntry;
 using internal::FaultInjector;
 using internal::Group;
 using internal::HotEntry;
+using internal::impl;
 using internal::Leaf;
 using internal::SetRec;
 using internal::SpaceImpl;
-using internal::impl;
 namespace meta = internal::meta;
 
 namespace {
@@ -230,9 +230,9 @@ void SpaceImpl::record(Id id, Leaf* leaf, SetRec& set, std::uint8_t group, void*
 void SpaceImpl::free_live(Id id, const Live& e) noexcept {
   HotEntry& h = e.hot();
   // FREE_PENDING first so that a notifier sees the final state and find() refuses the ID.
-  h.meta.store(meta::next(h.meta.load(std::memory_order_relaxed), IdState::free_pending,
-                          e.set->serial),
-               std::memory_order_release);
+  h.meta.store(
+      meta::next(h.meta.load(std::memory_order_relaxed), IdState::free_pending, e.set->serial),
+      std::memory_order_release);
   ++stats_.free_pending_ids;
   notify(EventType::free, id, *e.set, h.priv.load(std::memory_order_relaxed));
   ColdEntry& c = e.cold();
@@ -588,8 +588,8 @@ Result<Id> Space::alloc(SetId set, Id min, Id max, void* priv) noexcept {
   if (s->held_by_me()) return fail(Errc::would_deadlock);
   SpaceImpl::WriteLock lock(*s);
   SetRec* rec = s->set_of(set);
-  if (rec == nullptr) return fail(set.valid() && !set.is_any() ? Errc::not_found
-                                                                : Errc::invalid_argument);
+  if (rec == nullptr)
+    return fail(set.valid() && !set.is_any() ? Errc::not_found : Errc::invalid_argument);
   if (max > s->table_.max_id()) return fail(Errc::out_of_range);
   if (rec->dying) return fail(Errc::busy);
   if (rec->count >= rec->quota) {
@@ -658,7 +658,8 @@ Result<void*> Space::find(SetId set, Id id, ValidatorFn validator, void* opaque)
   if (meta::state(m1) != IdState::active) return fail(Errc::not_found);
   void* priv = h->priv.load(std::memory_order_acquire);
   std::atomic_thread_fence(std::memory_order_acquire);
-  if (h->meta.load(std::memory_order_relaxed) != m1) return fail(Errc::not_found);  // freed meanwhile
+  if (h->meta.load(std::memory_order_relaxed) != m1)
+    return fail(Errc::not_found);  // freed meanwhile
   if (!set.is_any() && meta::set_serial(m1) != serial_of(set)) return fail(Errc::not_owner);
   if (validator != nullptr && !validator(opaque, priv)) return fail(Errc::not_found);
   return priv;
@@ -867,7 +868,8 @@ void Space::unregister_allocator(const AllocatorOps* ops) noexcept {
   std::size_t pos = 0;
   Group* g = s->find_group_of(ops, &pos);
   if (g == nullptr) {
-    s->log(LogLevel::warning, "unregister_allocator: ops %p not registered", static_cast<const void*>(ops));
+    s->log(LogLevel::warning, "unregister_allocator: ops %p not registered",
+           static_cast<const void*>(ops));
     return;
   }
   if (g->members.size() > 1) {
@@ -895,8 +897,8 @@ void Space::unregister_allocator(const AllocatorOps* ops) noexcept {
     internal::mem_free(g);
   }
   if (was_active) {
-    s->log(LogLevel::info, s->groups_.empty() ? "default allocator active again"
-                                              : "next custom allocator active");
+    s->log(LogLevel::info,
+           s->groups_.empty() ? "default allocator active again" : "next custom allocator active");
   }
 }
 

@@ -32,7 +32,7 @@ namespace ioasid::internal {
 inline constexpr unsigned kLeafBits = 9;
 inline constexpr std::uint32_t kLeafSize = 1u << kLeafBits;  // 512 IDs
 inline constexpr unsigned kMidBits = 12;
-inline constexpr std::uint32_t kMidSize = 1u << kMidBits;  // 4096 leaves
+inline constexpr std::uint32_t kMidSize = 1u << kMidBits;    // 4096 leaves
 inline constexpr unsigned kMidShift = kLeafBits + kMidBits;  // an ID's top index is id >> 21
 inline constexpr std::uint32_t kLeafWords = kLeafSize / 64;
 inline constexpr std::uint32_t kMidWords = kMidSize / 64;
@@ -94,7 +94,8 @@ class IdTable {
   const HotEntry* lookup(Id id) const noexcept {
     const Mid* mid = top_[id >> kMidShift].load(std::memory_order_acquire);
     if (mid == nullptr) return nullptr;
-    const Leaf* leaf = mid->leaves[(id >> kLeafBits) & (kMidSize - 1)].load(std::memory_order_acquire);
+    const Leaf* leaf =
+        mid->leaves[(id >> kLeafBits) & (kMidSize - 1)].load(std::memory_order_acquire);
     if (leaf == nullptr) return nullptr;
     return &leaf->hot[id & (kLeafSize - 1)];
   }

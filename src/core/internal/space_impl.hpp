@@ -45,7 +45,7 @@ struct Notifier {
 };
 
 struct Binding {
-  Id spid;             // kInvalidId when bound without a guest PASID
+  Id spid;              // kInvalidId when bound without a guest PASID
   std::uint32_t binds;  // bind() calls not yet undone
 };
 
@@ -124,7 +124,8 @@ class SpaceImpl final : public Space {
   void notify(EventType type, Id id, const SetRec& set, void* priv) noexcept;
   Id spid_of(const SetRec& set, Id id) const noexcept;
   void erase_set(SetRec* set) noexcept;
-  void log(LogLevel level, const char* fmt, ...) const noexcept __attribute__((format(printf, 3, 4)));
+  void log(LogLevel level, const char* fmt, ...) const noexcept
+      __attribute__((format(printf, 3, 4)));
   Group* active_group() const noexcept { return groups_.empty() ? nullptr : groups_.front(); }
   Group* find_group_of(const AllocatorOps* ops, std::size_t* pos) const noexcept;
   Result<NotifierId> add_notifier(bool global, std::uint64_t token, NotifierFn fn, void* opaque,
@@ -150,8 +151,8 @@ class SpaceImpl final : public Space {
   FMap<std::uint64_t, FVector<Notifier>> owner_notifiers_;
   NotifierId next_notifier_ = 1;
 
-  FVector<Group*> groups_;                    // registered, registration order; front is active
-  Group* slots_[kMaxGroupSlot + 1] = {};      // by slot; includes zombies (removed, live > 0)
+  FVector<Group*> groups_;                // registered, registration order; front is active
+  Group* slots_[kMaxGroupSlot + 1] = {};  // by slot; includes zombies (removed, live > 0)
   std::uint64_t default_live_ = 0;
 
   SpaceStats stats_;  // counters kept incrementally (live_ids, allocs, ...)
