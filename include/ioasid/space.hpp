@@ -130,7 +130,17 @@ class IOASID_API Space {
   // Context: any thread, any context; never blocks. find() linearizes at its first read of the
   // entry: a concurrent free makes it return either the old data or not_found.
   Result<void*> find(SetId set, Id id, ValidatorFn validator = nullptr,
-                     void* opaque = nullptr) const noexcept;
+                     void* opaque = nullptr) const noexcept {
+    void* priv = nullptr;
+    const Errc e = find_raw(set, id, validator, opaque, &priv);
+    if (e != Errc{}) return fail(e);
+    return priv;
+  }
+  // find() without Result: returns Errc{} (0) and stores the private data in *out, or an error.
+  // find() is this plus the Result; it is inline so that the Result never makes a round trip
+  // through memory on the hot path (a partial-store forwarding stall costs more than the lookup).
+  Errc find_raw(SetId set, Id id, ValidatorFn validator, void* opaque,
+                void** out) const noexcept;
 
   // Replaces an ID's private data. Returns after every find() that could still see the old
   // pointer has finished (an RCU grace period), so the caller may free the old object.

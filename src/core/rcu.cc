@@ -16,7 +16,7 @@ namespace ioasid::internal::rcu {
 
 std::atomic<std::uint64_t> g_epoch{1};
 bool g_reader_fence = true;
-thread_local ReaderSlot* tls_slot = nullptr;
+__thread ReaderSlot* tls_slot = nullptr;
 
 namespace {
 

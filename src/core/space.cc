@@ -648,21 +648,24 @@ Result<bool> Space::put(SetId set, Id id) noexcept {
   return s->drop_ref(id, *e);
 }
 
-Result<void*> Space::find(SetId set, Id id, ValidatorFn validator, void* opaque) const noexcept {
+Errc Space::find_raw(SetId set, Id id, ValidatorFn validator, void* opaque,
+                     void** out) const noexcept {
   const SpaceImpl* s = impl(this);
-  if (id > s->table_.max_id()) return fail(Errc::out_of_range);
+  if (id > s->table_.max_id()) return Errc::out_of_range;
   internal::rcu::ReadGuard guard;
   const HotEntry* h = s->table_.lookup(id);
-  if (h == nullptr) return fail(Errc::not_found);
+  if (h == nullptr) return Errc::not_found;
   const std::uint64_t m1 = h->meta.load(std::memory_order_acquire);
-  if (meta::state(m1) != IdState::active) return fail(Errc::not_found);
+  if (meta::state(m1) != IdState::active) return Errc::not_found;
   void* priv = h->priv.load(std::memory_order_acquire);
   std::atomic_thread_fence(std::memory_order_acquire);
-  if (h->meta.load(std::memory_order_relaxed) != m1)
-    return fail(Errc::not_found);  // freed meanwhile
-  if (!set.is_any() && meta::set_serial(m1) != serial_of(set)) return fail(Errc::not_owner);
-  if (validator != nullptr && !validator(opaque, priv)) return fail(Errc::not_found);
-  return priv;
+  // A different word: the ID was freed (and maybe reallocated) since m1; answer as if the find
+  // came after the free.
+  if (h->meta.load(std::memory_order_relaxed) != m1) return Errc::not_found;
+  if (!set.is_any() && meta::set_serial(m1) != serial_of(set)) return Errc::not_owner;
+  if (validator != nullptr && !validator(opaque, priv)) return Errc::not_found;
+  *out = priv;
+  return Errc{};
 }
 
 Result<void> Space::set_data(Id id, void* priv) noexcept {

@@ -32,7 +32,8 @@ struct alignas(64) ReaderSlot {
 
 extern std::atomic<std::uint64_t> g_epoch;
 extern bool g_reader_fence;  // true when membarrier is unavailable
-extern thread_local ReaderSlot* tls_slot __attribute__((tls_model("initial-exec")));
+// __thread, not thread_local: no dynamic initialization, so no TLS wrapper call on each access.
+extern __thread ReaderSlot* tls_slot __attribute__((tls_model("initial-exec")));
 
 // Slow path: gives the calling thread a slot (and arranges its release at thread exit).
 ReaderSlot* register_thread() noexcept;
