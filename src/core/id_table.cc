@@ -75,7 +75,7 @@ Result<void> IdTable::init(unsigned width_bits) noexcept {
   return {};
 }
 
-Result<Leaf*> IdTable::ensure_leaf(Id id) noexcept {
+Result<Leaf*> IdTable::make_leaf(Id id) noexcept {
   std::atomic<Mid*>& mid_slot = top_[id >> kMidShift];
   Mid* mid = mid_slot.load(std::memory_order_relaxed);
   if (mid == nullptr) {

@@ -57,6 +57,12 @@ Errc errc_from_allocator(int rc) {
 namespace internal {
 
 SpaceImpl::~SpaceImpl() {
+  for (SetRec* rec : set_slots_) {
+    if (rec != nullptr) {
+      rec->~SetRec();
+      mem_free(rec);
+    }
+  }
   for (Group* g : slots_) {
     if (g != nullptr) {
       g->~Group();
@@ -113,8 +119,10 @@ void SpaceImpl::log(LogLevel level, const char* fmt, ...) const noexcept {
 }
 
 SetRec* SpaceImpl::set_by_serial(std::uint32_t serial) const noexcept {
-  auto it = sets_.find(serial);
-  return it == sets_.end() ? nullptr : it->second.get();
+  const std::uint32_t slot = serial & (kMaxSetSlots - 1);
+  if (slot >= set_slots_.size()) return nullptr;
+  SetRec* rec = set_slots_[slot];
+  return rec != nullptr && rec->serial == serial ? rec : nullptr;
 }
 
 SetRec* SpaceImpl::set_of(SetId set) const noexcept {
@@ -135,7 +143,8 @@ Result<SpaceImpl::Live> SpaceImpl::live_entry(SetId set, Id id) const noexcept {
   const std::uint64_t m = leaf->hot[index].meta.load(std::memory_order_relaxed);
   const IdState state = meta::state(m);
   if (state != IdState::active && state != IdState::free_pending) return fail(Errc::not_found);
-  if (!set.is_any() && serial_of(set) != meta::set_serial(m)) {
+  // The whole handle: a raw value above 32 bits must not alias the set named by its low bits.
+  if (!set.is_any() && set.raw() != meta::set_serial(m)) {
     // A handle that names no set at all is a bad argument, not a question about ownership.
     if (set_of(set) == nullptr) return fail(Errc::not_found);
     return fail(Errc::not_owner);
@@ -149,7 +158,7 @@ Id SpaceImpl::spid_of(const SetRec& set, Id id) const noexcept {
   return it == set.bindings.end() ? kInvalidId : it->second.spid;
 }
 
-void SpaceImpl::notify(EventType type, Id id, const SetRec& set, void* priv) noexcept {
+void SpaceImpl::notify_subscribers(EventType type, Id id, const SetRec& set, void* priv) noexcept {
   const std::uint32_t bit = event_bit(type);
   auto owner = owner_notifiers_.empty() ? owner_notifiers_.end() : owner_notifiers_.find(set.token);
   if (global_notifiers_.empty() && owner == owner_notifiers_.end()) return;
@@ -313,7 +322,10 @@ void SpaceImpl::erase_set(SetRec* set) noexcept {
   quota_reserved_ -= set->quota;
   if (set->dying) --stats_.dying_sets;
   by_token_.erase(set->token);
-  sets_.erase(set->serial);  // destroys *set
+  set_slots_[set->serial & (kMaxSetSlots - 1)] = nullptr;
+  --set_count_;
+  set->~SetRec();
+  mem_free(set);
 }
 
 Group* SpaceImpl::find_group_of(const AllocatorOps* ops, std::size_t* pos) const noexcept {
@@ -349,6 +361,7 @@ Result<NotifierId> SpaceImpl::add_notifier(bool global, std::uint64_t token, Not
   } catch (const std::bad_alloc&) {
     return fail(Errc::no_memory);
   }
+  has_notifiers_ = true;
   return next_notifier_++;
 }
 
@@ -397,12 +410,11 @@ void Space::synchronize() const noexcept { internal::rcu::synchronize(); }
 
 SpaceStats Space::stats() const noexcept {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   SpaceStats st = s->stats_;
   st.capacity = s->capacity_;
   st.quota_reserved = s->quota_reserved_;
-  st.sets = s->sets_.size();
+  st.sets = s->set_count_;
   st.allocator_groups = s->groups_.size();
   st.custom_allocator_active = !s->groups_.empty();
   st.table_bytes = s->table_.bytes();
@@ -438,30 +450,52 @@ Result<SetId> Space::create_set(std::uint64_t owner_token, std::uint32_t quota) 
     return fail(s->set_by_serial(it->second)->dying ? Errc::busy : Errc::exists);
   }
   if (quota > s->capacity_ - s->quota_reserved_) return fail(Errc::exhausted);
-  // A serial never names two sets at once; after 2^32 creations it skips the ones in use.
-  std::uint32_t serial = s->next_serial_;
-  while (serial == internal::kNoSerial || serial == 0xFFFFFFFFu || s->sets_.count(serial) != 0) {
-    ++serial;
+  // A free slot, searching round-robin from the cursor so that a slot is reused as late as
+  // possible; grow the table when every slot is taken.
+  std::uint32_t slot = 0;
+  const std::uint32_t size = static_cast<std::uint32_t>(s->set_slots_.size());
+  for (std::uint32_t i = 0; i < size; ++i) {
+    const std::uint32_t candidate = (s->set_cursor_ + i) % size;
+    if (candidate != 0 && s->set_slots_[candidate] == nullptr) {
+      slot = candidate;
+      break;
+    }
+  }
+  const bool grow = slot == 0;
+  if (grow) {
+    slot = std::max<std::uint32_t>(size, 1);
+    if (slot >= internal::kMaxSetSlots) return fail(Errc::exhausted);
   }
   void* mem = internal::mem_alloc(sizeof(SetRec), alignof(SetRec));
   if (mem == nullptr) return fail(Errc::no_memory);
-  std::unique_ptr<SetRec> rec(new (mem) SetRec());
+  SetRec* rec = new (mem) SetRec();
+  auto drop_rec = [&] {
+    rec->~SetRec();
+    internal::mem_free(mem);
+  };
+  try {
+    if (grow) {
+      // Slot 0 is never used; reserve it with the first set.
+      const std::size_t want = static_cast<std::size_t>(slot) + 1;
+      s->set_gens_.resize(want, 0);
+      s->set_slots_.resize(want, nullptr);
+    }
+    s->by_token_.emplace(owner_token, 0);
+  } catch (const std::bad_alloc&) {
+    drop_rec();
+    return fail(Errc::no_memory);
+  }
+  const std::uint16_t gen = (s->set_gens_[slot] + 1) & internal::kSetGenMask;
+  s->set_gens_[slot] = gen;
+  const std::uint32_t serial = (std::uint32_t{gen} << internal::kSetSlotBits) | slot;
+  s->by_token_[owner_token] = serial;
   rec->serial = serial;
   rec->token = owner_token;
   rec->quota = quota;
-  try {
-    s->sets_.emplace(serial, std::move(rec));
-    try {
-      s->by_token_.emplace(owner_token, serial);
-    } catch (...) {
-      s->sets_.erase(serial);
-      throw;
-    }
-  } catch (const std::bad_alloc&) {
-    return fail(Errc::no_memory);
-  }
+  s->set_slots_[slot] = rec;
+  s->set_cursor_ = slot + 1;
+  ++s->set_count_;
   s->quota_reserved_ += quota;
-  s->next_serial_ = serial + 1;
   return SetId::from_raw(serial);
 }
 
@@ -494,7 +528,7 @@ Result<bool> Space::destroy_set(SetId set) noexcept {
     if (last) break;  // rec may be gone now
     id = next;
   }
-  return s->sets_.count(serial_of(set)) == 0;
+  return s->set_of(set) == nullptr;
 }
 
 Result<void> Space::set_quota(SetId set, std::uint32_t quota) noexcept {
@@ -533,8 +567,7 @@ SetInfo info_of_set(const SetRec& rec) {
 
 Result<SetInfo> Space::set_info(SetId set) const noexcept {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   const SetRec* rec = s->set_of(set);
   if (rec == nullptr) return fail(Errc::not_found);
   return info_of_set(*rec);
@@ -542,8 +575,7 @@ Result<SetInfo> Space::set_info(SetId set) const noexcept {
 
 Result<SetId> Space::find_set(std::uint64_t owner_token) const noexcept {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   auto it = s->by_token_.find(owner_token);
   if (it == s->by_token_.end()) return fail(Errc::not_found);
   return SetId::from_raw(it->second);
@@ -551,20 +583,16 @@ Result<SetId> Space::find_set(std::uint64_t owner_token) const noexcept {
 
 std::vector<SetInfo> Space::list_sets() const {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   std::vector<SetInfo> out;
-  out.reserve(s->sets_.size());
-  for (const auto& [serial, rec] : s->sets_) out.push_back(info_of_set(*rec));
-  std::sort(out.begin(), out.end(),
-            [](const SetInfo& a, const SetInfo& b) { return a.set.raw() < b.set.raw(); });
+  out.reserve(s->set_count_);
+  s->for_each_set([&](const SetRec& rec) { out.push_back(info_of_set(rec)); });
   return out;
 }
 
 Result<std::vector<IdInfo>> Space::list_ids(SetId set) const {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   const SetRec* rec = s->set_of(set);
   if (rec == nullptr) return fail(Errc::not_found);
   std::vector<IdInfo> out;
@@ -662,7 +690,7 @@ Errc Space::find_raw(SetId set, Id id, ValidatorFn validator, void* opaque,
   // A different word: the ID was freed (and maybe reallocated) since m1; answer as if the find
   // came after the free.
   if (h->meta.load(std::memory_order_relaxed) != m1) return Errc::not_found;
-  if (!set.is_any() && meta::set_serial(m1) != serial_of(set)) return Errc::not_owner;
+  if (!set.is_any() && set.raw() != meta::set_serial(m1)) return Errc::not_owner;
   if (validator != nullptr && !validator(opaque, priv)) return Errc::not_found;
   *out = priv;
   return Errc{};
@@ -685,8 +713,7 @@ Result<void> Space::set_data(Id id, void* priv) noexcept {
 
 Result<IdInfo> Space::query(SetId set, Id id) const noexcept {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   auto e = s->live_entry(set, id);
   if (!e) return fail(e.error());
   return s->info_of(id, *e);
@@ -761,8 +788,7 @@ Result<void> Space::unbind(SetId set, Id id) noexcept {
 
 Result<Id> Space::find_by_spid(SetId set, Id spid) const noexcept {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   const SetRec* rec = s->set_of(set);
   if (rec == nullptr) return fail(Errc::not_found);
   auto it = rec->by_spid.find(spid);
@@ -797,14 +823,16 @@ Result<void> Space::unregister_notifier(NotifierId id) noexcept {
     }
     return false;
   };
-  if (drop(s->global_notifiers_)) return {};
-  for (auto it = s->owner_notifiers_.begin(); it != s->owner_notifiers_.end(); ++it) {
+  bool found = drop(s->global_notifiers_);
+  for (auto it = s->owner_notifiers_.begin(); !found && it != s->owner_notifiers_.end(); ++it) {
     if (drop(it->second)) {
       if (it->second.empty()) s->owner_notifiers_.erase(it);
-      return {};
+      found = true;
     }
   }
-  return fail(Errc::not_found);
+  if (!found) return fail(Errc::not_found);
+  s->has_notifiers_ = !s->global_notifiers_.empty() || !s->owner_notifiers_.empty();
+  return {};
 }
 
 // ============================================================================================
@@ -911,8 +939,7 @@ void Space::unregister_allocator(const AllocatorOps* ops) noexcept {
 
 Result<void> Space::check_invariants() const noexcept {
   const SpaceImpl* s = impl(this);
-  std::unique_lock<std::mutex> lock(s->mu_, std::defer_lock);
-  if (!s->held_by_me()) lock.lock();
+  SpaceImpl::QueryLock lock(*s);
   auto bad = [] { return fail(Errc::invalid_argument); };
   if (!s->table_.check_bitmaps()) return bad();
   std::uint64_t live = 0, pending = 0, reserved = 0, quota = 0, dying = 0;
@@ -941,9 +968,14 @@ Result<void> Space::check_invariants() const noexcept {
       reserved != s->reserved_ids_) {
     return bad();
   }
-  std::uint64_t counted = 0;
-  for (const auto& [serial, rec] : s->sets_) {
-    if (rec->serial != serial) return bad();
+  std::uint64_t counted = 0, sets = 0;
+  for (std::uint32_t slot = 0; slot < s->set_slots_.size(); ++slot) {
+    const SetRec* rec = s->set_slots_[slot];
+    if (rec == nullptr) continue;
+    ++sets;
+    const std::uint32_t serial = rec->serial;
+    if (slot == 0 || (serial & (internal::kMaxSetSlots - 1)) != slot) return bad();
+    if ((serial >> internal::kSetSlotBits) != s->set_gens_[slot]) return bad();
     auto tok = s->by_token_.find(rec->token);
     if (tok == s->by_token_.end() || tok->second != serial) return bad();
     std::uint32_t n = 0;
@@ -974,11 +1006,15 @@ Result<void> Space::check_invariants() const noexcept {
     }
     for (const auto& [id, b] : rec->bindings) {
       auto e = s->live_entry(SetId::from_raw(serial), id);
-      if (!e || b.binds == 0 || e->cold().refs < b.binds) return bad();
+      // No refs >= binds check: put() may drop a reference that bind() took (the binding then
+      // goes with the ID's release).
+      if (!e || b.binds == 0) return bad();
     }
   }
   if (counted != live || quota != s->quota_reserved_ || quota > s->capacity_) return bad();
-  if (dying != s->stats_.dying_sets || s->by_token_.size() != s->sets_.size()) return bad();
+  if (sets != s->set_count_ || dying != s->stats_.dying_sets || s->by_token_.size() != sets) {
+    return bad();
+  }
   if (group_live[internal::kDefaultGroup] != s->default_live_) return bad();
   std::uint64_t orphans = 0;
   for (unsigned i = 1; i <= internal::kMaxGroupSlot; ++i) {

@@ -109,7 +109,10 @@ class IdTable {
     return mid->leaves[(id >> kLeafBits) & (kMidSize - 1)].load(std::memory_order_relaxed);
   }
   // The leaf of id, made if absent. Returns: no_memory.
-  Result<Leaf*> ensure_leaf(Id id) noexcept;
+  Result<Leaf*> ensure_leaf(Id id) noexcept {
+    if (Leaf* leaf = leaf_of(id)) return leaf;
+    return make_leaf(id);
+  }
 
   bool is_used(Id id) const noexcept;
   // Marks id used / free in the bitmaps; its leaf must exist.
@@ -147,6 +150,7 @@ class IdTable {
     Retired* next;
   };
   void retire(void* block, void* node_place) noexcept;
+  Result<Leaf*> make_leaf(Id id) noexcept;
 
   unsigned width_ = 0;
   Id max_id_ = 0;

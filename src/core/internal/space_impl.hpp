@@ -16,13 +16,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "core/internal/id_table.hpp"
 #include "core/internal/memory.hpp"
+#include "core/internal/space_lock.hpp"
 #include "ioasid/space.hpp"
 
 namespace ioasid::internal {
@@ -36,6 +35,9 @@ using FMap = std::unordered_map<K, V, std::hash<K>, std::equal_to<K>,
 inline constexpr std::uint8_t kDefaultGroup = 0;
 inline constexpr std::uint8_t kMaxGroupSlot = 254;
 inline constexpr std::uint32_t kNoSerial = 0;
+inline constexpr unsigned kSetSlotBits = 20;
+inline constexpr std::uint32_t kMaxSetSlots = 1u << kSetSlotBits;  // sets <= capacity anyway
+inline constexpr std::uint32_t kSetGenMask = (1u << (32 - kSetSlotBits)) - 1;
 
 struct Notifier {
   NotifierId id;
@@ -83,21 +85,31 @@ class SpaceImpl final : public Space {
   // would_deadlock from mutating calls; read-only locked calls then run without relocking.
   class WriteLock {
    public:
-    explicit WriteLock(const SpaceImpl& s) : s_(s) {
-      s_.mu_.lock();
-      s_.owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    }
-    ~WriteLock() {
-      s_.owner_.store(std::thread::id(), std::memory_order_relaxed);
-      s_.mu_.unlock();
-    }
+    explicit WriteLock(const SpaceImpl& s) : s_(s) { s_.mu_.lock(); }
+    ~WriteLock() { s_.mu_.unlock(); }
+    WriteLock(const WriteLock&) = delete;
+    WriteLock& operator=(const WriteLock&) = delete;
 
    private:
     const SpaceImpl& s_;
   };
-  bool held_by_me() const noexcept {
-    return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
-  }
+  // For read-only queries: takes the lock unless this thread already holds it (a callback).
+  class QueryLock {
+   public:
+    explicit QueryLock(const SpaceImpl& s) : s_(s), locked_(!s.mu_.held_by_me()) {
+      if (locked_) s_.mu_.lock();
+    }
+    ~QueryLock() {
+      if (locked_) s_.mu_.unlock();
+    }
+    QueryLock(const QueryLock&) = delete;
+    QueryLock& operator=(const QueryLock&) = delete;
+
+   private:
+    const SpaceImpl& s_;
+    bool locked_;
+  };
+  bool held_by_me() const noexcept { return mu_.held_by_me(); }
 
   // ---- helpers used by the operations (writer lock held) ----
   SetRec* set_of(SetId set) const noexcept;
@@ -121,9 +133,19 @@ class SpaceImpl final : public Space {
   // Drop one reference; at zero notify FREE if still ACTIVE and release. True when released.
   bool drop_ref(Id id, const Live& e) noexcept;
   void release(Id id, const Live& e) noexcept;
-  void notify(EventType type, Id id, const SetRec& set, void* priv) noexcept;
+  void notify(EventType type, Id id, const SetRec& set, void* priv) noexcept {
+    if (has_notifiers_) notify_subscribers(type, id, set, priv);
+  }
+  void notify_subscribers(EventType type, Id id, const SetRec& set, void* priv) noexcept;
   Id spid_of(const SetRec& set, Id id) const noexcept;
   void erase_set(SetRec* set) noexcept;
+  // Every set, in slot order.
+  template <class Fn>
+  void for_each_set(Fn&& fn) const {
+    for (SetRec* rec : set_slots_) {
+      if (rec != nullptr) fn(*rec);
+    }
+  }
   void log(LogLevel level, const char* fmt, ...) const noexcept
       __attribute__((format(printf, 3, 4)));
   Group* active_group() const noexcept { return groups_.empty() ? nullptr : groups_.front(); }
@@ -133,8 +155,7 @@ class SpaceImpl final : public Space {
   IdInfo info_of(Id id, const Live& e) const noexcept;
 
   // ---- state ----
-  mutable std::mutex mu_;
-  mutable std::atomic<std::thread::id> owner_{};
+  mutable SpaceLock mu_;
 
   IdTable table_;
   SpaceConfig config_;
@@ -143,9 +164,14 @@ class SpaceImpl final : public Space {
   std::uint64_t reserved_ids_ = 0;
   Id cursor_ = 0;  // cyclic policy: where the next search starts
 
-  FMap<std::uint32_t, std::unique_ptr<SetRec>> sets_;  // by serial
+  // Sets by slot. A set's serial is (generation << kSetSlotBits) | slot: the slot finds it in O(1),
+  // the 12-bit generation (bumped at each reuse of the slot; slots are reused round-robin) keeps a
+  // stale SetId from naming a later set. Slot 0 is never used, so serial 0 means "no set".
+  FVector<SetRec*> set_slots_;
+  FVector<std::uint16_t> set_gens_;
+  std::uint32_t set_cursor_ = 1;  // where the search for a free slot starts
+  std::uint64_t set_count_ = 0;
   FMap<std::uint64_t, std::uint32_t> by_token_;
-  std::uint32_t next_serial_ = 1;
 
   FVector<Notifier> global_notifiers_;
   FMap<std::uint64_t, FVector<Notifier>> owner_notifiers_;
@@ -154,6 +180,7 @@ class SpaceImpl final : public Space {
   FVector<Group*> groups_;                // registered, registration order; front is active
   Group* slots_[kMaxGroupSlot + 1] = {};  // by slot; includes zombies (removed, live > 0)
   std::uint64_t default_live_ = 0;
+  bool has_notifiers_ = false;  // any global or owner notifier registered
 
   SpaceStats stats_;  // counters kept incrementally (live_ids, allocs, ...)
 };
