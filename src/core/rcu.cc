@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <exception>
 #include <mutex>
 #include <new>
 
@@ -66,40 +65,51 @@ struct SlotReleaser {
 };
 thread_local SlotReleaser t_releaser;
 
-// Used when a slot cannot be allocated: a static pool, so that find() never fails for lack of
-// memory.
-constexpr int kEmergencySlots = 64;
-ReaderSlot g_emergency[kEmergencySlots];
-int g_emergency_next = 0;  // under registry_mutex()
+// Slots come from a static pool first (zero-filled .bss: no page is touched until used), then
+// from the heap. When neither has one (thousands of threads and no memory), the thread waits for
+// another thread to exit rather than failing: find() has no error for "no memory".
+constexpr int kStaticSlots = 1024;
+ReaderSlot g_static_slots[kStaticSlots];
+int g_static_next = 0;  // under registry_mutex()
 
 }  // namespace
 
 ReaderSlot* register_thread() noexcept {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  init_membarrier();
-  ReaderSlot* slot = nullptr;
-  for (ReaderSlot* s = g_registry.load(std::memory_order_acquire); s != nullptr; s = s->next) {
-    if (!s->in_use.load(std::memory_order_relaxed)) {
-      slot = s;
-      break;
+  for (unsigned attempt = 0;; ++attempt) {
+    {
+      std::lock_guard<std::mutex> lock(registry_mutex());
+      init_membarrier();
+      ReaderSlot* slot = nullptr;
+      for (ReaderSlot* s = g_registry.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+        if (!s->in_use.load(std::memory_order_relaxed)) {
+          slot = s;
+          break;
+        }
+      }
+      if (slot == nullptr) {
+        slot = g_static_next < kStaticSlots ? &g_static_slots[g_static_next++]
+                                            : new (std::nothrow) ReaderSlot;
+        if (slot != nullptr) {
+          slot->next = g_registry.load(std::memory_order_relaxed);
+          g_registry.store(slot, std::memory_order_release);
+        }
+      }
+      if (slot != nullptr) {
+        slot->in_use.store(true, std::memory_order_relaxed);
+        slot->nesting = 0;
+        slot->epoch.store(0, std::memory_order_relaxed);
+        tls_slot = slot;
+        t_releaser.slot = slot;
+        return slot;
+      }
+    }
+    if (attempt < 100) {
+      sched_yield();
+    } else {
+      struct timespec ts = {0, 1000 * 1000};
+      nanosleep(&ts, nullptr);
     }
   }
-  if (slot == nullptr) {
-    slot = new (std::nothrow) ReaderSlot;
-    if (slot == nullptr) {
-      // Out of memory: take a never-used emergency slot (released ones were found above).
-      if (g_emergency_next == kEmergencySlots) std::terminate();  // nothing sane is left
-      slot = &g_emergency[g_emergency_next++];
-    }
-    slot->next = g_registry.load(std::memory_order_relaxed);
-    g_registry.store(slot, std::memory_order_release);
-  }
-  slot->in_use.store(true, std::memory_order_relaxed);
-  slot->nesting = 0;
-  slot->epoch.store(0, std::memory_order_relaxed);
-  tls_slot = slot;
-  t_releaser.slot = slot;
-  return slot;
 }
 
 void synchronize() noexcept {
