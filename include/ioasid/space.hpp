@@ -107,7 +107,14 @@ class IOASID_API Space {
   // not_found (no such set), busy (set dying), quota_exceeded, exhausted (no free ID in range),
   // exists (the custom allocator answered a live ID: handed back), io_error or another error the
   // custom allocator returned, no_memory, would_deadlock.
-  Result<Id> alloc(SetId set, Id min, Id max, void* priv) noexcept;
+  Result<Id> alloc(SetId set, Id min, Id max, void* priv) noexcept {
+    Id id = kInvalidId;
+    const Errc e = alloc_raw(set, min, max, priv, &id);
+    if (e != Errc{}) return fail(e);
+    return id;
+  }
+  // alloc() without Result, as find_raw(): Errc{} (0) and the ID in *out, or an error.
+  Errc alloc_raw(SetId set, Id min, Id max, void* priv, Id* out) noexcept;
 
   // The owner frees an ID: it drops the allocation's reference and notifies FREE. When other
   // references remain the ID becomes FREE_PENDING (find, get and bind fail on it) and is released
@@ -139,8 +146,7 @@ class IOASID_API Space {
   // find() without Result: returns Errc{} (0) and stores the private data in *out, or an error.
   // find() is this plus the Result; it is inline so that the Result never makes a round trip
   // through memory on the hot path (a partial-store forwarding stall costs more than the lookup).
-  Errc find_raw(SetId set, Id id, ValidatorFn validator, void* opaque,
-                void** out) const noexcept;
+  Errc find_raw(SetId set, Id id, ValidatorFn validator, void* opaque, void** out) const noexcept;
 
   // Replaces an ID's private data. Returns after every find() that could still see the old
   // pointer has finished (an RCU grace period), so the caller may free the old object.

@@ -75,22 +75,29 @@ Result<void> IdTable::init(unsigned width_bits) noexcept {
   return {};
 }
 
-Result<Leaf*> IdTable::make_leaf(Id id) noexcept {
+Leaf* IdTable::make_leaf(Id id) noexcept {
   std::atomic<Mid*>& mid_slot = top_[id >> kMidShift];
   Mid* mid = mid_slot.load(std::memory_order_relaxed);
+  Mid* new_mid = nullptr;
   if (mid == nullptr) {
     void* block = mem_alloc(sizeof(Mid), alignof(Mid));
-    if (block == nullptr) return fail(Errc::no_memory);
+    if (block == nullptr) return nullptr;
     std::memset(block, 0, sizeof(Mid));  // null leaf pointers, empty bitmaps
-    mid = static_cast<Mid*>(block);
-    bytes_ += sizeof(Mid);
-    mid_slot.store(mid, std::memory_order_release);
+    mid = new_mid = static_cast<Mid*>(block);
   }
   std::atomic<Leaf*>& leaf_slot = mid->leaves[(id >> kLeafBits) & (kMidSize - 1)];
   Leaf* leaf = leaf_slot.load(std::memory_order_relaxed);
   if (leaf != nullptr) return leaf;
   void* block = mem_alloc(sizeof(Leaf), 64);
-  if (block == nullptr) return fail(Errc::no_memory);
+  if (block == nullptr) {
+    // Nothing was published: a failed call leaves the table as it was (no empty mid behind).
+    mem_free(new_mid);
+    return nullptr;
+  }
+  if (new_mid != nullptr) {
+    bytes_ += sizeof(Mid);
+    mid_slot.store(new_mid, std::memory_order_release);
+  }
   // All-zero is the valid empty leaf: meta 0 (free, generation 0, no set), no private data.
   std::memset(block, 0, sizeof(Leaf));
   leaf = static_cast<Leaf*>(block);

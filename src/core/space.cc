@@ -90,11 +90,11 @@ Result<void> SpaceImpl::init(const SpaceConfig& config) noexcept {
   for (const IdRange& r : config_.reserved) {
     if (r.first > r.last || r.last > max_id) return fail(Errc::invalid_argument);
     for (std::uint64_t id = r.first; id <= r.last; ++id) {
-      auto leaf = table_.ensure_leaf(static_cast<Id>(id));
-      if (!leaf) return fail(leaf.error());
+      Leaf* leaf = table_.ensure_leaf(static_cast<Id>(id));
+      if (leaf == nullptr) return fail(Errc::no_memory);
       if (table_.is_used(static_cast<Id>(id))) continue;  // overlapping ranges
       table_.mark_used(static_cast<Id>(id));
-      HotEntry& h = (*leaf)->hot[id & (kLeafSize - 1)];
+      HotEntry& h = leaf->hot[id & (kLeafSize - 1)];
       h.meta.store(meta::next(0, IdState::reserved, kNoSerial), std::memory_order_relaxed);
       ++reserved_ids_;
     }
@@ -173,7 +173,7 @@ void SpaceImpl::notify_subscribers(EventType type, Id id, const SetRec& set, voi
   }
 }
 
-Result<Id> SpaceImpl::alloc_default(Id min, Id max) noexcept {
+Id SpaceImpl::alloc_default(Id min, Id max) const noexcept {
   Id id = kInvalidId;
   if (config_.policy == AllocPolicy::cyclic && cursor_ > min && cursor_ <= max) {
     id = table_.find_free(cursor_, max);
@@ -181,17 +181,16 @@ Result<Id> SpaceImpl::alloc_default(Id min, Id max) noexcept {
   } else {
     id = table_.find_free(min, max);
   }
-  if (id == kInvalidId) return fail(Errc::exhausted);
   return id;
 }
 
-Result<Id> SpaceImpl::alloc_custom(Group& group, Id min, Id max) noexcept {
+Errc SpaceImpl::alloc_custom(Group& group, Id min, Id max, Id* out) noexcept {
   const AllocatorOps* ops = group.members.front();
   Id id = kInvalidId;
   const int rc = group.alloc(ops->pdata, min, max, &id);
   if (rc != 0) {
     log(LogLevel::debug, "custom allocator failed: %d", rc);
-    return fail(rc < 0 ? errc_from_allocator(rc) : Errc::io_error);
+    return rc < 0 ? errc_from_allocator(rc) : Errc::io_error;
   }
   // The check Linux never made ("How does this honor min/max?"): anything outside the request,
   // the space, a reserved ID or a live one goes back to the allocator.
@@ -206,9 +205,10 @@ Result<Id> SpaceImpl::alloc_custom(Group& group, Id min, Id max) noexcept {
     log(LogLevel::warning, "custom allocator answered %u for [%u, %u]: %s, handed back", id, min,
         max, bad == Errc::exists ? "already live or reserved" : "out of range");
     if (id != kInvalidId) group.free(ops->pdata, id);
-    return fail(bad);
+    return bad;
   }
-  return id;
+  *out = id;
+  return Errc{};
 }
 
 void SpaceImpl::record(Id id, Leaf* leaf, SetRec& set, std::uint8_t group, void* priv) noexcept {
@@ -610,36 +610,44 @@ Result<std::vector<IdInfo>> Space::list_ids(SetId set) const {
 // Space: IDs
 // ============================================================================================
 
-Result<Id> Space::alloc(SetId set, Id min, Id max, void* priv) noexcept {
+Errc Space::alloc_raw(SetId set, Id min, Id max, void* priv, Id* out) noexcept {
   SpaceImpl* s = impl(this);
-  if (min > max) return fail(Errc::invalid_argument);
-  if (s->held_by_me()) return fail(Errc::would_deadlock);
+  if (min > max) return Errc::invalid_argument;
+  if (s->held_by_me()) return Errc::would_deadlock;
   SpaceImpl::WriteLock lock(*s);
   SetRec* rec = s->set_of(set);
-  if (rec == nullptr)
-    return fail(set.valid() && !set.is_any() ? Errc::not_found : Errc::invalid_argument);
-  if (max > s->table_.max_id()) return fail(Errc::out_of_range);
-  if (rec->dying) return fail(Errc::busy);
+  if (rec == nullptr) {
+    return set.valid() && !set.is_any() ? Errc::not_found : Errc::invalid_argument;
+  }
+  if (max > s->table_.max_id()) return Errc::out_of_range;
+  if (rec->dying) return Errc::busy;
   if (rec->count >= rec->quota) {
     ++rec->quota_refusals;
     ++s->stats_.quota_refusals;
-    return fail(Errc::quota_exceeded);
+    return Errc::quota_exceeded;
   }
   Group* group = s->active_group();
-  Result<Id> id = group == nullptr ? s->alloc_default(min, max) : s->alloc_custom(*group, min, max);
-  if (!id) {
-    if (id.error() == Errc::exhausted) ++s->stats_.exhausted_refusals;
-    return id;
+  Id id = kInvalidId;
+  if (group == nullptr) {
+    id = s->alloc_default(min, max);
+    if (id == kInvalidId) {
+      ++s->stats_.exhausted_refusals;
+      return Errc::exhausted;
+    }
+  } else if (const Errc e = s->alloc_custom(*group, min, max, &id); e != Errc{}) {
+    if (e == Errc::exhausted) ++s->stats_.exhausted_refusals;
+    return e;
   }
-  auto leaf = s->table_.ensure_leaf(*id);
-  if (!leaf) {
-    if (group != nullptr) group->free(group->members.front()->pdata, *id);
-    return fail(leaf.error());
+  Leaf* leaf = s->table_.ensure_leaf(id);
+  if (leaf == nullptr) {
+    if (group != nullptr) group->free(group->members.front()->pdata, id);
+    return Errc::no_memory;
   }
-  s->record(*id, *leaf, *rec, group == nullptr ? internal::kDefaultGroup : group->slot, priv);
-  if (s->config_.policy == AllocPolicy::cyclic) s->cursor_ = *id + 1;  // wraps to 0 at the top
-  s->notify(EventType::alloc, *id, *rec, priv);
-  return id;
+  s->record(id, leaf, *rec, group == nullptr ? internal::kDefaultGroup : group->slot, priv);
+  if (s->config_.policy == AllocPolicy::cyclic) s->cursor_ = id + 1;  // wraps to 0 at the top
+  s->notify(EventType::alloc, id, *rec, priv);
+  *out = id;
+  return Errc{};
 }
 
 Result<void> Space::free(SetId set, Id id) noexcept {

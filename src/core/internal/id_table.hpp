@@ -108,8 +108,9 @@ class IdTable {
     if (mid == nullptr) return nullptr;
     return mid->leaves[(id >> kLeafBits) & (kMidSize - 1)].load(std::memory_order_relaxed);
   }
-  // The leaf of id, made if absent. Returns: no_memory.
-  Result<Leaf*> ensure_leaf(Id id) noexcept {
+  // The leaf of id, made if absent; nullptr when memory ran out (nothing changed then).
+  // A raw pointer, not Result: this sits on the alloc path (see find_raw in space.hpp).
+  Leaf* ensure_leaf(Id id) noexcept {
     if (Leaf* leaf = leaf_of(id)) return leaf;
     return make_leaf(id);
   }
@@ -150,7 +151,7 @@ class IdTable {
     Retired* next;
   };
   void retire(void* block, void* node_place) noexcept;
-  Result<Leaf*> make_leaf(Id id) noexcept;
+  Leaf* make_leaf(Id id) noexcept;
 
   unsigned width_ = 0;
   Id max_id_ = 0;

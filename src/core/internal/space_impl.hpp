@@ -125,8 +125,11 @@ class SpaceImpl final : public Space {
     ColdEntry& cold() const { return leaf->cold[index]; }
   };
   Result<Live> live_entry(SetId set, Id id) const noexcept;
-  Result<Id> alloc_default(Id min, Id max) noexcept;
-  Result<Id> alloc_custom(Group& group, Id min, Id max) noexcept;
+  // The default allocator's pick in [min, max], or kInvalidId. (Raw returns on this path: see
+  // Space::find_raw.)
+  Id alloc_default(Id min, Id max) const noexcept;
+  // Asks the custom allocator and checks its answer; Errc{} and *out on success.
+  Errc alloc_custom(Group& group, Id min, Id max, Id* out) noexcept;
   void record(Id id, Leaf* leaf, SetRec& set, std::uint8_t group, void* priv) noexcept;
   // The owner's free: drop the allocation reference, notify FREE, release or go FREE_PENDING.
   void free_live(Id id, const Live& e) noexcept;
