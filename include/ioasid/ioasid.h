@@ -47,7 +47,7 @@ extern "C" {
   ((IOASID_VERSION_MAJOR << 16) | (IOASID_VERSION_MINOR << 8) | IOASID_VERSION_PATCH)
 
 typedef uint32_t ioasid_t;
-#define IOASID_INVALID ((ioasid_t)0xFFFFFFFFu)
+#define IOASID_INVALID UINT32_MAX
 
 /* A set handle; IOASID_SET_ANY is accepted by find, get, put and query. */
 typedef uint64_t ioasid_set_t;

@@ -208,6 +208,9 @@ class IOASID_API Space {
   // ---- maintenance --------------------------------------------------------------------------
 
   SpaceStats stats() const noexcept;
+  // True when the calling thread is running one of this space's callbacks (it holds the writer
+  // lock): mutating calls would return would_deadlock.
+  bool in_callback() const noexcept;
   unsigned width_bits() const noexcept;
   Id max_id() const noexcept;  // 2^width - 1
 

@@ -37,12 +37,15 @@ long membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
 
 // Decided once, before the first slot is handed out: readers rely on it from then on.
 bool init_membarrier() {
+  // g_reader_fence is written here once (under the registry mutex, before any slot exists):
+  // readers load it without a lock, so later calls must not store to it again.
   static const bool ok = [] {
     long cmds = membarrier(MEMBARRIER_CMD_QUERY);
-    if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return false;
-    return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    const bool have = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                      membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+    g_reader_fence = !have;
+    return have;
   }();
-  g_reader_fence = !ok;
   return ok;
 }
 

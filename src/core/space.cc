@@ -404,6 +404,7 @@ void Space::operator delete(Space* space, std::destroying_delete_t) noexcept {
   internal::mem_free(s);
 }
 
+bool Space::in_callback() const noexcept { return impl(this)->held_by_me(); }
 unsigned Space::width_bits() const noexcept { return impl(this)->config_.width_bits; }
 Id Space::max_id() const noexcept { return impl(this)->table_.max_id(); }
 void Space::synchronize() const noexcept { internal::rcu::synchronize(); }
@@ -836,6 +837,7 @@ Result<void> Space::unregister_notifier(NotifierId id) noexcept {
     if (drop(it->second)) {
       if (it->second.empty()) s->owner_notifiers_.erase(it);
       found = true;
+      break;  // `it` is gone when the vector was the token's last
     }
   }
   if (!found) return fail(Errc::not_found);
