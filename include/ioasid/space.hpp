@@ -126,14 +126,16 @@ class IOASID_API Space {
   // Returns: out_of_range, not_found, not_owner, busy (FREE_PENDING), overflow, would_deadlock.
   Result<void> get(SetId set, Id id) noexcept;
 
-  // Drops a reference; at zero the ID is released (FREE notified first if it was not).
+  // Drops a reference; at zero the ID is released (FREE notified first if it was not). As in
+  // Linux, put() may drop the reference a bind() took; the binding then goes with the ID.
   // Returns true when released. Returns: out_of_range, not_found, not_owner, would_deadlock.
   Result<bool> put(SetId set, Id id) noexcept;
 
   // Lock-free lookup of an ACTIVE ID's private data. set may be SetId::any(). When validator is
   // given it runs on the private data inside the read-side critical section.
   // Returns: the private data (may be nullptr); out_of_range, not_found (no such ID, FREE_PENDING,
-  // or the validator said no), not_owner.
+  // or the validator said no), not_owner (another set's ID; also for a handle that names no set:
+  // find() never looks at the set table).
   // Context: any thread, any context; never blocks. find() linearizes at its first read of the
   // entry: a concurrent free makes it return either the old data or not_found.
   Result<void*> find(SetId set, Id id, ValidatorFn validator = nullptr,

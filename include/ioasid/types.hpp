@@ -110,7 +110,8 @@ struct AllocatorOps {
   // Allocate an ID in [min, max]; store it in *out and return 0, or return a negative errno
   // (-ENOSPC when nothing is left). The space checks whatever is returned: an ID outside
   // [min, max], outside the space, reserved or already live is handed back through free() and
-  // the allocation fails.
+  // the allocation fails (kInvalidId itself is treated as "nothing allocated" and not handed
+  // back).
   int (*alloc)(void* pdata, Id min, Id max, Id* out);
   // Release an ID this allocator returned. Cannot fail.
   void (*free)(void* pdata, Id id);

@@ -2,9 +2,10 @@
 // space_differential_test.cc: randomized differential test of ioasid::Space against a reference
 // model written with std::map / std::set. Every call's value and error code, every notifier event
 // and every custom allocator callback are predicted by the model and compared; check_invariants()
-// runs after every step and stats() / list_sets() / list_ids() / find() are compared periodically.
+// runs after every step that can change the space, and stats() / list_sets() / list_ids() / find()
+// of every live ID are compared with the model every 512 steps.
 //
-// Environment: IOASID_DIFF_OPS (total operations over all configurations, default 1'200'000),
+// Environment: IOASID_DIFF_OPS (total operations over all configurations, default 700'000),
 // IOASID_DIFF_SEED (override every configuration's seed), IOASID_DIFF_CONFIG (run one configuration
 // by index), IOASID_DIFF_ROUNDS (seeds per configuration, default 1). A failure prints the
 // configuration, seed and step.
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -300,7 +302,7 @@ class Diff {
 
  private:
   // ---- plumbing ----
-  void fail(int line, const std::string& what) {
+  void diverge(int line, const std::string& what) {
     if (failed_) return;
     failed_ = true;
     char buf[128];
@@ -316,7 +318,7 @@ class Diff {
 
   template <class T>
   void expect(int line, const Result<T>& got, const Result<T>& want) {
-    if (!same(got, want)) fail(line, "got " + show(got) + ", want " + show(want));
+    if (!same(got, want)) diverge(line, "got " + show(got) + ", want " + show(want));
   }
   void expect_side_effects(int line);
 
@@ -333,6 +335,18 @@ class Diff {
   void m_free_live(Id id);
   bool m_drop_ref(Id id);
   MGroup* group_of(const Member* m, std::size_t* pos);
+  void note_destroyed(std::uint64_t raw) {
+    if (stale_sets_.size() < 8) {
+      stale_sets_.push_back(raw);
+    } else {
+      stale_sets_[rnd(8)] = raw;
+    }
+    if (destroyed_.size() < 256) {
+      destroyed_.push_back(raw);
+    } else {
+      destroyed_[destroyed_pos_++ % 256] = raw;
+    }
+  }
 
   // ---- operations ----
   void op_alloc();
@@ -365,14 +379,16 @@ class Diff {
   Id max_id_ = 0;
   std::vector<IdRange> windows_;
   std::vector<Id> reserved_ids_;
+  std::uint64_t reserved_count_ = 0;
 
   // model state
   std::map<Id, MId> live_;
   std::set<Id> used_;  // live and reserved
   std::map<std::uint64_t, MSet> sets_;
   std::map<std::uint64_t, std::uint64_t> by_token_;
-  std::uint32_t next_serial_ = 1;
-  std::vector<std::uint64_t> stale_sets_;
+  std::vector<std::uint64_t> stale_sets_;  // a few destroyed handles, for use after destroy
+  std::vector<std::uint64_t> destroyed_;   // the last 256 destroyed handles (ring)
+  std::size_t destroyed_pos_ = 0;
   std::vector<Id> recent_freed_;
   std::vector<std::unique_ptr<MGroup>> group_store_;
   std::vector<MGroup*> groups_;  // registration order, front active
@@ -416,7 +432,7 @@ void Diff::expect_side_effects(int line) {
       s +=
           " {" + std::to_string(c.op) + "," + std::to_string(c.a) + "," + std::to_string(c.b) + "}";
     }
-    fail(line, s);
+    diverge(line, s);
   }
   std::sort(g_events.begin(), g_events.end());
   std::sort(want_events_.begin(), want_events_.end());
@@ -431,7 +447,7 @@ void Diff::expect_side_effects(int line) {
       s += " {" + std::to_string(e.tag) + "," + std::to_string(static_cast<int>(e.type)) + "," +
            std::to_string(e.id) + "," + std::to_string(e.spid) + "}";
     }
-    fail(line, s);
+    diverge(line, s);
   }
 }
 
@@ -464,8 +480,8 @@ Id Diff::pick_id() {
 SetId Diff::pick_set() {
   const unsigned r = static_cast<unsigned>(rnd(100));
   if (r < 78 && !sets_.empty()) {
-    auto it = sets_.lower_bound(rnd_in(1, next_serial_));
-    if (it == sets_.end()) it = sets_.begin();
+    auto it = sets_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(rnd(sets_.size())));
     return SetId::from_raw(it->first);
   }
   if (r < 86 && !stale_sets_.empty()) return SetId::from_raw(stale_sets_[rnd(stale_sets_.size())]);
@@ -475,7 +491,10 @@ SetId Diff::pick_set() {
     // A forged handle whose low 32 bits name a live set.
     return SetId::from_raw((std::uint64_t{1} << 32) | sets_.begin()->first);
   }
-  return SetId::from_raw(next_serial_ + 7);
+  for (;;) {  // a handle no set has now
+    const std::uint64_t raw = rnd_in(1, 0xFFFFFFFEu);
+    if (sets_.count(raw) == 0) return SetId::from_raw(raw);
+  }
 }
 
 std::pair<Id, Id> Diff::pick_range() {
@@ -576,11 +595,7 @@ void Diff::m_release(Id id) {
       quota_reserved_ -= s.quota;
       --st_.dying_sets;
       by_token_.erase(s.token);
-      if (stale_sets_.size() < 8) {
-        stale_sets_.push_back(e.set);
-      } else {
-        stale_sets_[rnd(8)] = e.set;
-      }
+      note_destroyed(e.set);
       sets_.erase(e.set);
     }
   }
@@ -683,7 +698,7 @@ void Diff::op_alloc() {
         }
       }
     }
-    if (want.has_value() || id != kInvalidId) {
+    {
       if (id != kInvalidId) {
         MSet& s = sit->second;
         live_[id] = MId{set.raw(), IdState::active, 1, 0, kInvalidId, priv, g ? g->slot : 0};
@@ -882,8 +897,8 @@ void Diff::op_find() {
     want = it->second.priv;
   }
   expect(__LINE__, space_->find(set, id, use_validator ? validate : nullptr, &v), want);
-  if (v.calls != (validator_runs ? 1 : 0)) fail(__LINE__, "validator call count");
-  if (validator_runs && v.seen != it->second.priv) fail(__LINE__, "validator saw other data");
+  if (v.calls != (validator_runs ? 1 : 0)) diverge(__LINE__, "validator call count");
+  if (validator_runs && v.seen != it->second.priv) diverge(__LINE__, "validator saw other data");
 }
 
 void Diff::op_find_by_spid() {
@@ -912,13 +927,13 @@ void Diff::op_query() {
     return;
   }
   if (!got) {
-    fail(__LINE__, std::string("query failed: ") + name_of(got.error()));
+    diverge(__LINE__, std::string("query failed: ") + name_of(got.error()));
     return;
   }
   const MId& m = **e;
   if (got->id != id || got->state != m.state || got->refs != m.refs || got->binds != m.binds ||
       got->spid != (m.binds > 0 ? m.spid : kInvalidId)) {
-    fail(__LINE__, "query info differs");
+    diverge(__LINE__, "query info differs");
   }
 }
 
@@ -961,14 +976,27 @@ void Diff::op_create_set() {
   } else if (quota > free_cap) {
     want = fail(Errc::exhausted);
   } else {
-    const std::uint64_t serial = next_serial_++;
+    // The handle's value is the space's choice: it must be new (no live set has it, no recently
+    // destroyed set had it) and usable.
+    Result<SetId> got = space_->create_set(token, quota);
+    if (!got) {
+      diverge(__LINE__, "create_set failed: " + show(got));
+      return;
+    }
+    const std::uint64_t raw = got->raw();
+    if (!got->valid() || got->is_any() || sets_.count(raw) != 0 ||
+        std::find(destroyed_.begin(), destroyed_.end(), raw) != destroyed_.end()) {
+      diverge(__LINE__, "create_set returned a used handle " + std::to_string(raw));
+      return;
+    }
     MSet s;
     s.token = token;
     s.quota = quota;
-    sets_[serial] = s;
-    by_token_[token] = serial;
+    sets_[raw] = s;
+    by_token_[token] = raw;
     quota_reserved_ += quota;
-    want = SetId::from_raw(serial);
+    expect_side_effects(__LINE__);
+    return;
   }
   expect(__LINE__, space_->create_set(token, quota), want);
   expect_side_effects(__LINE__);
@@ -986,8 +1014,7 @@ void Diff::op_destroy_set() {
   } else if (sit->second.count == 0) {
     quota_reserved_ -= sit->second.quota;
     by_token_.erase(sit->second.token);
-    stale_sets_.push_back(set.raw());
-    if (stale_sets_.size() > 8) stale_sets_.erase(stale_sets_.begin());
+    note_destroyed(set.raw());
     sets_.erase(sit);
     want = true;
   } else {
@@ -1132,13 +1159,13 @@ void Diff::full_check() {
   const SpaceStats s = space_->stats();
   auto cmp = [&](const char* what, std::uint64_t got, std::uint64_t want) {
     if (got != want) {
-      fail(__LINE__, std::string("stats.") + what + " = " + std::to_string(got) + ", want " +
-                         std::to_string(want));
+      diverge(__LINE__, std::string("stats.") + what + " = " + std::to_string(got) + ", want " +
+                            std::to_string(want));
     }
   };
   cmp("live_ids", s.live_ids, st_.live_ids);
   cmp("free_pending_ids", s.free_pending_ids, st_.free_pending_ids);
-  cmp("reserved_ids", s.reserved_ids, reserved_ids_.size());
+  cmp("reserved_ids", s.reserved_ids, reserved_count_);
   cmp("capacity", s.capacity, capacity_);
   cmp("quota_reserved", s.quota_reserved, quota_reserved_);
   cmp("sets", s.sets, sets_.size());
@@ -1154,9 +1181,11 @@ void Diff::full_check() {
   cmp("custom_allocator_active", s.custom_allocator_active, !groups_.empty());
   if (failed_) return;
 
-  const std::vector<SetInfo> list = space_->list_sets();
+  std::vector<SetInfo> list = space_->list_sets();
+  std::sort(list.begin(), list.end(),
+            [](const SetInfo& a, const SetInfo& b) { return a.set.raw() < b.set.raw(); });
   if (list.size() != sets_.size()) {
-    fail(__LINE__, "list_sets size");
+    diverge(__LINE__, "list_sets size");
     return;
   }
   std::size_t i = 0;
@@ -1164,28 +1193,29 @@ void Diff::full_check() {
     const SetInfo& info = list[i++];
     auto one = space_->set_info(SetId::from_raw(serial));
     if (!one || one->set != info.set || one->count != info.count || one->quota != info.quota) {
-      fail(__LINE__, "set_info differs from list_sets for set " + std::to_string(serial));
+      diverge(__LINE__, "set_info differs from list_sets for set " + std::to_string(serial));
       return;
     }
     if (info.set.raw() != serial || info.owner_token != ms.token || info.quota != ms.quota ||
         info.count != ms.count || info.bound != ms.bound || info.peak != ms.peak ||
         info.quota_refusals != ms.quota_refusals ||
         info.state != (ms.dying ? SetState::dying : SetState::alive)) {
-      fail(__LINE__, "set info differs for set " + std::to_string(serial) + ": count " +
-                         std::to_string(info.count) + "/" + std::to_string(ms.count) + " quota " +
-                         std::to_string(info.quota) + "/" + std::to_string(ms.quota) + " bound " +
-                         std::to_string(info.bound) + "/" + std::to_string(ms.bound) + " peak " +
-                         std::to_string(info.peak) + "/" + std::to_string(ms.peak));
+      diverge(__LINE__, "set info differs for set " + std::to_string(serial) + ": count " +
+                            std::to_string(info.count) + "/" + std::to_string(ms.count) +
+                            " quota " + std::to_string(info.quota) + "/" +
+                            std::to_string(ms.quota) + " bound " + std::to_string(info.bound) +
+                            "/" + std::to_string(ms.bound) + " peak " + std::to_string(info.peak) +
+                            "/" + std::to_string(ms.peak));
       return;
     }
     auto found = space_->find_set(ms.token);
     if (!found || found->raw() != serial) {
-      fail(__LINE__, "find_set");
+      diverge(__LINE__, "find_set");
       return;
     }
     auto ids = space_->list_ids(SetId::from_raw(serial));
     if (!ids || ids->size() != ms.members.size()) {
-      fail(__LINE__, "list_ids size for set " + std::to_string(serial));
+      diverge(__LINE__, "list_ids size for set " + std::to_string(serial));
       return;
     }
     std::size_t j = 0;
@@ -1194,7 +1224,7 @@ void Diff::full_check() {
       const MId& m = live_.at(id);
       if (ii.id != id || ii.state != m.state || ii.refs != m.refs || ii.binds != m.binds ||
           ii.spid != (m.binds > 0 ? m.spid : kInvalidId)) {
-        fail(__LINE__, "list_ids entry differs for id " + std::to_string(id));
+        diverge(__LINE__, "list_ids entry differs for id " + std::to_string(id));
         return;
       }
       auto f = space_->find(SetId::any(), id);
@@ -1240,6 +1270,7 @@ bool Diff::run(std::uint64_t ops) {
   }
   if (cfg_.width == 32) reserved.insert(kInvalidId);
   reserved_ids_.assign(reserved.begin(), reserved.end());
+  reserved_count_ = reserved.size();
   if (reserved_ids_.empty()) reserved_ids_.push_back(max_id_);  // only used as "some ID"
   used_ = reserved;
   capacity_ = cfg_.capacity != 0 ? cfg_.capacity : std::uint64_t{max_id_} + 1 - reserved.size();
@@ -1302,12 +1333,29 @@ bool Diff::run(std::uint64_t ops) {
     } else {
       op_find();
     }
-    if (!failed_) {
-      if (auto inv = space_->check_invariants(); !inv) fail(__LINE__, "check_invariants failed");
+    // After every step that may change the space (find, find_by_spid and query are const).
+    const bool read_only = (r >= 630 && r < 800) || r >= 951;
+    if (!failed_ && !read_only) {
+      if (auto inv = space_->check_invariants(); !inv) {
+        std::string detail;
+        for (const auto& [id, m] : live_) {
+          if (m.refs < m.binds || m.refs == 0) {
+            detail += " id " + std::to_string(id) + " refs " + std::to_string(m.refs) + " binds " +
+                      std::to_string(m.binds) + ";";
+          }
+        }
+        diverge(__LINE__, "check_invariants failed; suspicious model entries:" + detail);
+      }
     }
     if (!failed_ && step_ % 512 == 0) full_check();
   }
   if (!failed_) full_check();
+  const SpaceStats fin = space_->stats();
+  std::printf("  %-12s seed %-6" PRIu64 " %8" PRIu64 " ops: allocs %" PRIu64 " releases %" PRIu64
+              " quota_refusals %" PRIu64 " exhausted %" PRIu64 " allocator_rejects %" PRIu64
+              " orphaned_total %" PRIu64 "\n",
+              cfg_.name, seed_, step_, fin.allocs, fin.releases, fin.quota_refusals,
+              fin.exhausted_refusals, fin.allocator_rejects, fin.orphaned_total);
   // Unregister everything so that nothing calls into freed test state.
   for (int k = 0; k < kKinds; ++k) {
     for (int i = 0; i < kMembersPerKind; ++i) space_->unregister_allocator(&members_[k][i].ops);
@@ -1323,7 +1371,7 @@ bool Diff::run(std::uint64_t ops) {
 
 TEST(SpaceDifferential, AgainstModel) {
   const std::vector<Config> all = configs();
-  const std::uint64_t total = env_u64("IOASID_DIFF_OPS", 1'200'000);
+  const std::uint64_t total = env_u64("IOASID_DIFF_OPS", 700'000);
   const std::uint64_t rounds = env_u64("IOASID_DIFF_ROUNDS", 1);
   const std::uint64_t only = env_u64("IOASID_DIFF_CONFIG", ~std::uint64_t{0});
   const std::uint64_t seed_override = env_u64("IOASID_DIFF_SEED", 0);
