@@ -44,6 +44,10 @@ inline tl::unexpected<Errc> fail(Errc e) noexcept { return tl::unexpected<Errc>(
 // Positive errno value for an error (EINVAL, ENOENT, ...).
 IOASID_API int to_errno(Errc e) noexcept;
 
+// The Errc of a positive errno value, by the same table; io_error for anything it does not hold.
+// Used for errors coming in from callbacks (custom allocators) and peers.
+IOASID_API Errc from_errno(int err) noexcept;
+
 // Short, stable, lower-case name ("not_found").
 IOASID_API const char* to_string(Errc e) noexcept;
 

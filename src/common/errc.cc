@@ -55,6 +55,13 @@ int to_errno(Errc e) noexcept {
   return r == nullptr ? EIO : r->err;
 }
 
+Errc from_errno(int err) noexcept {
+  for (const ErrcRow& r : kTable) {
+    if (r.err == err) return r.code;
+  }
+  return Errc::io_error;
+}
+
 const char* to_string(Errc e) noexcept {
   const ErrcRow* r = row(e);
   return r == nullptr ? "unknown" : r->name;

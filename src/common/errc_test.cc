@@ -39,6 +39,13 @@ TEST(Errc, KnownMappings) {
   EXPECT_STREQ(to_string(static_cast<Errc>(0)), "unknown");
 }
 
+TEST(Errc, FromErrnoInvertsTheTable) {
+  for (Errc e : kAll) EXPECT_EQ(from_errno(to_errno(e)), e) << to_string(e);
+  EXPECT_EQ(from_errno(ENODEV), Errc::io_error);
+  EXPECT_EQ(from_errno(0), Errc::io_error);
+  EXPECT_EQ(from_errno(-ENOENT), Errc::io_error);
+}
+
 TEST(Errc, GuestsCannotTellNotOwnedFromMissing) {
   EXPECT_EQ(guest_visible(Errc::not_owner), Errc::not_found);
   for (Errc e : kAll) {

@@ -29,25 +29,6 @@ namespace {
 constexpr std::uint32_t serial_of(SetId set) { return static_cast<std::uint32_t>(set.raw()); }
 SetId set_id_of(std::uint32_t serial) { return SetId::from_raw(serial); }
 
-Errc errc_from_allocator(int rc) {
-  switch (-rc) {
-    case ENOSPC:
-      return Errc::exhausted;
-    case ENOMEM:
-      return Errc::no_memory;
-    case EINVAL:
-      return Errc::invalid_argument;
-    case ERANGE:
-      return Errc::out_of_range;
-    case ETIMEDOUT:
-      return Errc::timed_out;
-    case EDQUOT:
-      return Errc::quota_exceeded;
-    default:
-      return Errc::io_error;
-  }
-}
-
 }  // namespace
 
 // ============================================================================================
@@ -190,7 +171,7 @@ Errc SpaceImpl::alloc_custom(Group& group, Id min, Id max, Id* out) noexcept {
   const int rc = group.alloc(ops->pdata, min, max, &id);
   if (rc != 0) {
     log(LogLevel::debug, "custom allocator failed: %d", rc);
-    return rc < 0 ? errc_from_allocator(rc) : Errc::io_error;
+    return rc < 0 ? from_errno(-rc) : Errc::io_error;
   }
   // The check Linux never made ("How does this honor min/max?"): anything outside the request,
   // the space, a reserved ID or a live one goes back to the allocator.

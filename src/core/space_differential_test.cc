@@ -126,25 +126,8 @@ constexpr AllocFn kAllocFns[kKinds] = {cb_alloc<0>, cb_alloc<1>, cb_alloc<2>, cb
                                        cb_alloc<4>};
 constexpr FreeFn kFreeFns[kKinds] = {cb_free<0>, cb_free<1>, cb_free<2>, cb_free<3>, cb_free<4>};
 
-Errc errc_of_rc(int rc) {
-  if (rc > 0) return Errc::io_error;
-  switch (-rc) {
-    case ENOSPC:
-      return Errc::exhausted;
-    case ENOMEM:
-      return Errc::no_memory;
-    case EINVAL:
-      return Errc::invalid_argument;
-    case ERANGE:
-      return Errc::out_of_range;
-    case ETIMEDOUT:
-      return Errc::timed_out;
-    case EDQUOT:
-      return Errc::quota_exceeded;
-    default:
-      return Errc::io_error;
-  }
-}
+// A custom allocator's negative errno maps through the error table (tested in errc_test).
+Errc errc_of_rc(int rc) { return rc > 0 ? Errc::io_error : from_errno(-rc); }
 
 // ---- notifier events ---------------------------------------------------------------------------
 
