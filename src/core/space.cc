@@ -192,16 +192,38 @@ Errc SpaceImpl::alloc_custom(Group& group, Id min, Id max, Id* out) noexcept {
   return Errc{};
 }
 
-void SpaceImpl::record(Id id, Leaf* leaf, SetRec& set, std::uint8_t group, void* priv) noexcept {
+std::uint32_t* SpaceImpl::leaf_counter(SetRec& set, Id id) noexcept {
+  const std::uint32_t leaf_index = id >> kLeafBits;
+  if (leaf_index == set.hot_leaf) return set.hot_count;
+  try {
+    std::uint32_t* count = &set.leaves.try_emplace(leaf_index, 0).first->second;
+    set.hot_leaf = leaf_index;
+    set.hot_count = count;
+    return count;
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+void SpaceImpl::drop_leaf_counter(SetRec& set, Id id) noexcept {
+  const std::uint32_t leaf_index = id >> kLeafBits;
+  auto it = set.leaves.find(leaf_index);
+  if (it == set.leaves.end() || it->second != 0) return;
+  if (set.hot_leaf == leaf_index) {
+    set.hot_leaf = ~std::uint32_t{0};
+    set.hot_count = nullptr;
+  }
+  set.leaves.erase(it);
+}
+
+void SpaceImpl::record(Id id, Leaf* leaf, SetRec& set, std::uint32_t* leaf_count,
+                       std::uint8_t group, void* priv) noexcept {
   const std::uint32_t index = id & (kLeafSize - 1);
   table_.mark_used(id);
+  ++*leaf_count;
   ColdEntry& c = leaf->cold[index];
   c.refs = 1;
   c.group = group;
-  c.prev = kInvalidId;
-  c.next = set.head;
-  if (set.head != kInvalidId) table_.leaf_of(set.head)->cold[set.head & (kLeafSize - 1)].prev = id;
-  set.head = id;
   HotEntry& h = leaf->hot[index];
   h.priv.store(priv, std::memory_order_release);
   h.meta.store(meta::next(h.meta.load(std::memory_order_relaxed), IdState::active, set.serial),
@@ -248,13 +270,9 @@ void SpaceImpl::release(Id id, const Live& e) noexcept {
   SetRec& set = *e.set;
   ColdEntry& c = e.cold();
   HotEntry& h = e.hot();
-  // Unlink from the set.
-  if (c.prev != kInvalidId) {
-    table_.leaf_of(c.prev)->cold[c.prev & (kLeafSize - 1)].next = c.next;
-  } else {
-    set.head = c.next;
-  }
-  if (c.next != kInvalidId) table_.leaf_of(c.next)->cold[c.next & (kLeafSize - 1)].prev = c.prev;
+  // Leave the set's leaf count.
+  std::uint32_t* leaf_count = leaf_counter(set, id);  // present: no allocation
+  if (--*leaf_count == 0) drop_leaf_counter(set, id);
   // Any binding left (reachable only if a put dropped a bind's reference) goes too.
   if (!set.bindings.empty()) {
     auto it = set.bindings.find(id);
@@ -497,19 +515,11 @@ Result<bool> Space::destroy_set(SetId set) noexcept {
   // From here the reservation follows the members down (release() shrinks it).
   s->quota_reserved_ -= rec->quota - rec->count;
   rec->quota = rec->count;
-  // Walk the members; free_live() may unlink the current one (and erase the set with the last).
-  Id id = rec->head;
-  std::uint32_t remaining = rec->count;
-  while (id != kInvalidId) {
-    Leaf* leaf = s->table_.leaf_of(id);
-    const std::uint32_t index = id & (internal::kLeafSize - 1);
-    const Id next = leaf->cold[index].next;
-    const IdState state = meta::state(leaf->hot[index].meta.load(std::memory_order_relaxed));
-    const bool last = --remaining == 0;
+  // free_live() may drop the current leaf's counter and, with the last member, the set itself:
+  // for_each_member() allows both.
+  s->for_each_member(*rec, [&](Id id, Leaf* leaf, std::uint32_t index, IdState state) {
     if (state == IdState::active) s->free_live(id, SpaceImpl::Live{leaf, index, rec, state});
-    if (last) break;  // rec may be gone now
-    id = next;
-  }
+  });
   return s->set_of(set) == nullptr;
 }
 
@@ -575,15 +585,13 @@ std::vector<SetInfo> Space::list_sets() const {
 Result<std::vector<IdInfo>> Space::list_ids(SetId set) const {
   const SpaceImpl* s = impl(this);
   SpaceImpl::QueryLock lock(*s);
-  const SetRec* rec = s->set_of(set);
+  SetRec* rec = s->set_of(set);
   if (rec == nullptr) return fail(Errc::not_found);
   std::vector<IdInfo> out;
   out.reserve(rec->count);
-  for (Id id = rec->head; id != kInvalidId;) {
-    auto e = s->live_entry(SetId::any(), id);
-    out.push_back(s->info_of(id, *e));
-    id = e->cold().next;
-  }
+  s->for_each_member(*rec, [&](Id id, Leaf* leaf, std::uint32_t index, IdState state) {
+    out.push_back(s->info_of(id, SpaceImpl::Live{leaf, index, rec, state}));
+  });
   std::sort(out.begin(), out.end(), [](const IdInfo& a, const IdInfo& b) { return a.id < b.id; });
   return out;
 }
@@ -620,12 +628,16 @@ Errc Space::alloc_raw(SetId set, Id min, Id max, void* priv, Id* out) noexcept {
     if (e == Errc::exhausted) ++s->stats_.exhausted_refusals;
     return e;
   }
-  Leaf* leaf = s->table_.ensure_leaf(id);
+  // The two steps that may need memory come first; a failure undoes them and hands the ID back.
+  std::uint32_t* leaf_count = s->leaf_counter(*rec, id);
+  Leaf* leaf = leaf_count == nullptr ? nullptr : s->table_.ensure_leaf(id);
   if (leaf == nullptr) {
+    if (leaf_count != nullptr) s->drop_leaf_counter(*rec, id);
     if (group != nullptr) group->free(group->members.front()->pdata, id);
     return Errc::no_memory;
   }
-  s->record(id, leaf, *rec, group == nullptr ? internal::kDefaultGroup : group->slot, priv);
+  s->record(id, leaf, *rec, leaf_count, group == nullptr ? internal::kDefaultGroup : group->slot,
+            priv);
   if (s->config_.policy == AllocPolicy::cyclic) s->cursor_ = id + 1;  // wraps to 0 at the top
   s->notify(EventType::alloc, id, *rec, priv);
   *out = id;
@@ -969,19 +981,26 @@ Result<void> Space::check_invariants() const noexcept {
     if ((serial >> internal::kSetSlotBits) != s->set_gens_[slot]) return bad();
     auto tok = s->by_token_.find(rec->token);
     if (tok == s->by_token_.end() || tok->second != serial) return bad();
-    std::uint32_t n = 0;
-    Id prev = kInvalidId;
-    for (Id id = rec->head; id != kInvalidId; ++n) {
-      if (n > rec->count) return bad();
-      const Leaf* leaf = s->table_.leaf_of(id);
-      if (leaf == nullptr) return bad();
-      const std::uint32_t i = id & (internal::kLeafSize - 1);
-      if (meta::set_serial(leaf->hot[i].meta.load(std::memory_order_relaxed)) != serial) {
-        return bad();
+    // Each leaf counter matches the members found in that leaf; together they are the count.
+    std::uint64_t n = 0;
+    for (const auto& [leaf_index, members] : rec->leaves) {
+      const Leaf* leaf = s->table_.leaf_of(leaf_index << internal::kLeafBits);
+      if (leaf == nullptr || members == 0) return bad();
+      std::uint32_t found = 0;
+      for (const HotEntry& h : leaf->hot) {
+        const std::uint64_t m = h.meta.load(std::memory_order_relaxed);
+        const IdState st = meta::state(m);
+        if (meta::set_serial(m) == serial &&
+            (st == IdState::active || st == IdState::free_pending)) {
+          ++found;
+        }
       }
-      if (leaf->cold[i].prev != prev) return bad();
-      prev = id;
-      id = leaf->cold[i].next;
+      if (found != members) return bad();
+      n += members;
+    }
+    if (rec->hot_count != nullptr) {
+      auto hot = rec->leaves.find(rec->hot_leaf);
+      if (hot == rec->leaves.end() || &hot->second != rec->hot_count) return bad();
     }
     if (n != rec->count || rec->count > rec->quota) return bad();
     if (rec->dying) {

@@ -4,10 +4,11 @@
 //
 // Layout: a 3-level radix tree. An ID splits into [top index | mid index (12 bits) | leaf index
 // (9 bits)]. A Leaf holds 512 entries, each split into a reader-visible HotEntry (meta word and
-// private pointer, 16 bytes) and a writer-only ColdEntry (refs, allocator group, set-list links,
-// 12 bytes), plus the leaf's occupancy bitmap. A Mid holds 4096 leaf pointers, a bitmap of full
-// leaves and a summary of that bitmap. The top array (2^(width-21) mids, at least one) is made with
-// the table. Leaves and mids exist only where IDs were used: an empty 32-bit table costs 16 KiB.
+// private pointer, 16 bytes) and a writer-only ColdEntry (refs and allocator group, 4 bytes), plus
+// the leaf's occupancy bitmap: 20 bytes and a bit per ID. A Mid holds 4096 leaf pointers, a bitmap
+// of full leaves and a summary of that bitmap. The top array (2^(width-21) mids, at least one) is
+// made with the table. Leaves and mids exist only where IDs were used: an empty 32-bit table costs
+// 16 KiB.
 //
 // Read path (lookup): three dependent acquire loads, no lock, no write. Leaves and mids are only
 // freed by trim(), after an RCU grace period, so a reader never touches freed memory.
@@ -55,13 +56,12 @@ struct HotEntry {
   std::atomic<void*> priv{nullptr};
 };
 
-// Writer-only part of an entry. group: 0 default allocator, 1-254 custom group slot, 255 none.
+// Writer-only part of an entry. group: 0 default allocator, 1-254 custom group slot.
 struct ColdEntry {
   std::uint32_t refs : 24;
   std::uint32_t group : 8;
-  Id next;  // set member list, kInvalidId terminated
-  Id prev;
 };
+static_assert(sizeof(ColdEntry) == 4);
 inline constexpr std::uint32_t kMaxRefs = (1u << 24) - 1;
 
 struct Leaf {
