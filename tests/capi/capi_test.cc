@@ -884,7 +884,9 @@ TEST_F(CapiAllocatorTest, AllocatorAnswersAreChecked) {
   ioasid_t id = 4242;
   host_.error = -ENOSPC;
   EXPECT_EQ(ioasid_alloc(space_, a_, 1, 10, nullptr, &id), -ENOSPC);
-  host_.error = -EPERM;  // anything unknown is an I/O error
+  host_.error = -EPERM;  // errnos map through the error table
+  EXPECT_EQ(ioasid_alloc(space_, a_, 1, 10, nullptr, &id), -EPERM);
+  host_.error = -ENODEV;  // anything the table does not hold is an I/O error
   EXPECT_EQ(ioasid_alloc(space_, a_, 1, 10, nullptr, &id), -EIO);
   host_.error = 0;
   host_.fixed = 50;  // outside [1, 10]: handed back
