@@ -112,6 +112,7 @@ void churn(bool custom_allocators) {
   std::atomic<std::uint64_t> writer_set[kWriters] = {};
   std::atomic<int> writers_left{kWriters};
   std::atomic<std::uint64_t> found{0};
+  std::atomic<std::uint64_t> reads{0};  // finds done so far, all readers
 
   SimpleBackend backend_a, backend_b;
   AllocatorOps a0{simple_alloc, simple_free, &backend_a};
@@ -193,6 +194,9 @@ void churn(bool custom_allocators) {
         retired.clear();
       }
     }
+    // On a loaded machine the readers may hardly have run yet: keep this writer's IDs live until
+    // they have done a fair number of finds, so that the test never passes without testing.
+    while (reads.load(std::memory_order_relaxed) < 20000) std::this_thread::yield();
     for (const Mine& m : mine) {
       owner[m.id].store(0);
       if (!space.free(set, m.id)) errors.unexpected.fetch_add(1);
@@ -215,6 +219,7 @@ void churn(bool custom_allocators) {
       const SetId set = set_raw != 0 ? SetId::from_raw(set_raw) : SetId::any();
       CheckCtx ctx{x, set_raw, &errors};
       auto r = (mode % 2 == 1) ? space.find(set, x, check_tag, &ctx) : space.find(set, x);
+      reads.fetch_add(1, std::memory_order_relaxed);
       if (r) {
         ++hits;
         void* p = *r;
@@ -274,6 +279,7 @@ void churn(bool custom_allocators) {
   EXPECT_EQ(errors.unexpected.load(), 0u);
   EXPECT_TRUE(space.check_invariants().has_value());
   EXPECT_EQ(space.stats().live_ids, 0u);
+  EXPECT_GE(reads.load(), 20000u);
   if (custom_allocators) {
     space.unregister_allocator(&a0);
     space.unregister_allocator(&a1);
