@@ -84,7 +84,7 @@ ReaderSlot* register_thread() noexcept {
       init_membarrier();
       ReaderSlot* slot = nullptr;
       for (ReaderSlot* s = g_registry.load(std::memory_order_acquire); s != nullptr; s = s->next) {
-        if (!s->in_use.load(std::memory_order_relaxed)) {
+        if (!s->in_use.load(std::memory_order_acquire)) {  // pairs with ~SlotReleaser
           slot = s;
           break;
         }
