@@ -1,7 +1,11 @@
 # ioasid_add_test(NAME SOURCES... [LABELS labels...] [LIBS libs...])
 # A GoogleTest executable registered with ctest. Sources that do not exist yet are skipped, so a
-# test can be declared before it is written. Labels: "concurrency" tests also run under TSan;
-# "slow" tests have a bounded default size (see the README for the long variants).
+# test can be declared before it is written. Labels: "concurrency" tests also run under TSan (the
+# umbrella target concurrency_tests builds just them); "slow" tests have a bounded default size
+# (see the README for the long variants).
+if(NOT TARGET concurrency_tests)
+  add_custom_target(concurrency_tests)
+endif()
 function(ioasid_add_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LABELS;LIBS" ${ARGN})
   set(sources "")
@@ -17,4 +21,7 @@ function(ioasid_add_test name)
   target_link_libraries(${name} PRIVATE ioasid_static GTest::gtest GTest::gtest_main GTest::gmock
                         ioasid_warnings ${T_LIBS})
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${T_LABELS}")
+  if("concurrency" IN_LIST T_LABELS)
+    add_dependencies(concurrency_tests ${name})
+  endif()
 endfunction()

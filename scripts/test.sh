@@ -35,7 +35,7 @@ ninja -C build/clang-asan
 section "3/3 g++ ThreadSanitizer: concurrency tests"
 cmake -S . -B build/gcc-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DIOASID_SANITIZE=thread -DIOASID_BUILD_BENCH=OFF
-ninja -C build/gcc-tsan
+ninja -C build/gcc-tsan concurrency_tests
 (cd build/gcc-tsan && TSAN_OPTIONS=halt_on_error=1 ctest -j"$jobs" --output-on-failure \
   --timeout 600 -L concurrency)
 
