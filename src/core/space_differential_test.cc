@@ -5,7 +5,8 @@
 // runs after every step that can change the space, and stats() / list_sets() / list_ids() / find()
 // of every live ID are compared with the model every 512 steps.
 //
-// Environment: IOASID_DIFF_OPS (total operations over all configurations, default 700'000),
+// Environment: IOASID_DIFF_OPS (total operations over all configurations, default 1'500'000, or
+// 500'000 under a sanitizer, which makes each step ~10x dearer),
 // IOASID_DIFF_SEED (override every configuration's seed), IOASID_DIFF_CONFIG (run one configuration
 // by index), IOASID_DIFF_ROUNDS (seeds per configuration, default 1). A failure prints the
 // configuration, seed and step.
@@ -30,6 +31,19 @@
 #include "ioasid/space.hpp"
 
 namespace ioasid {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define IOASID_DIFF_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define IOASID_DIFF_SANITIZED 1
+#endif
+#endif
+#ifdef IOASID_DIFF_SANITIZED
+constexpr std::uint64_t kDefaultOps = 500'000;
+#else
+constexpr std::uint64_t kDefaultOps = 1'500'000;
+#endif
+
 namespace {
 
 // ---- test allocators ---------------------------------------------------------------------------
@@ -1354,7 +1368,7 @@ bool Diff::run(std::uint64_t ops) {
 
 TEST(SpaceDifferential, AgainstModel) {
   const std::vector<Config> all = configs();
-  const std::uint64_t total = env_u64("IOASID_DIFF_OPS", 700'000);
+  const std::uint64_t total = env_u64("IOASID_DIFF_OPS", kDefaultOps);
   const std::uint64_t rounds = env_u64("IOASID_DIFF_ROUNDS", 1);
   const std::uint64_t only = env_u64("IOASID_DIFF_CONFIG", ~std::uint64_t{0});
   const std::uint64_t seed_override = env_u64("IOASID_DIFF_SEED", 0);
