@@ -4,7 +4,7 @@
 #   checked-in corpus plus a bounded number of deterministic pseudo-random inputs, as a ctest.
 # - With IOASID_BUILD_FUZZERS=ON (clang): NAME, a real libFuzzer binary with ASan+UBSan, and a
 #   ctest fuzz_NAME that runs it for IOASID_FUZZ_SECONDS on a scratch copy of the corpus.
-set(IOASID_FUZZ_SECONDS 20 CACHE STRING "Seconds each bounded libFuzzer run in the test suite takes")
+set(IOASID_FUZZ_SECONDS 15 CACHE STRING "Seconds each bounded libFuzzer run in the test suite takes")
 
 function(ioasid_add_fuzzer name)
   cmake_parse_arguments(F "" "CORPUS" "SOURCES;LIBS" ${ARGN})

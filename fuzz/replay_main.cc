@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // replay_main.cc: runs a libFuzzer target without libFuzzer, so that every build (g++ included)
 // exercises it in ctest: each file of the corpus directories given on the command line, then
-// IOASID_REPLAY_INPUTS (default 2000) deterministic pseudo-random inputs of 0-4096 bytes.
+// IOASID_REPLAY_INPUTS (default 500) deterministic pseudo-random inputs of 0-4096 bytes.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     }
   }
   const char* env = std::getenv("IOASID_REPLAY_INPUTS");
-  const long inputs = env != nullptr ? std::strtol(env, nullptr, 10) : 2000;
+  const long inputs = env != nullptr ? std::strtol(env, nullptr, 10) : 500;
   std::mt19937_64 rng(0x10a51d);
   std::vector<std::uint8_t> buf;
   for (long n = 0; n < inputs; ++n) {

@@ -3,7 +3,7 @@
 # and runs the whole test suite three ways:
 #   1. g++ 12, RelWithDebInfo: every test, the install consumer test, the benchmark smoke run;
 #   2. clang 14 with AddressSanitizer + UBSan and libFuzzer: every test again, plus a bounded
-#      libFuzzer run of every fuzz target (IOASID_FUZZ_SECONDS each, default 20);
+#      libFuzzer run of every fuzz target (IOASID_FUZZ_SECONDS each, default 15);
 #   3. g++ 12 with ThreadSanitizer: the concurrency tests.
 # and checks clang-format. Exits non-zero on the first failure.
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 jobs=$(nproc)
-fuzz_seconds=${IOASID_FUZZ_SECONDS:-20}
+fuzz_seconds=${IOASID_FUZZ_SECONDS:-15}
 start=$(date +%s)
 section() { printf '\n=== %s (%ss elapsed)\n' "$1" "$(($(date +%s) - start))"; }
 

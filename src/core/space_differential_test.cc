@@ -6,7 +6,7 @@
 // of every live ID are compared with the model every 512 steps.
 //
 // Environment: IOASID_DIFF_OPS (total operations over all configurations, default 1'500'000, or
-// 500'000 under a sanitizer, which makes each step ~10x dearer),
+// 200'000 under a sanitizer, which makes each step ~10x dearer),
 // IOASID_DIFF_SEED (override every configuration's seed), IOASID_DIFF_CONFIG (run one configuration
 // by index), IOASID_DIFF_ROUNDS (seeds per configuration, default 1). A failure prints the
 // configuration, seed and step.
@@ -39,7 +39,7 @@ namespace ioasid {
 #endif
 #endif
 #ifdef IOASID_DIFF_SANITIZED
-constexpr std::uint64_t kDefaultOps = 500'000;
+constexpr std::uint64_t kDefaultOps = 200'000;
 #else
 constexpr std::uint64_t kDefaultOps = 1'500'000;
 #endif
