@@ -2,10 +2,12 @@
 // errc.hpp: the one error vocabulary of ioasid and the Result<T> type every data-path call returns.
 //
 // Every fallible call in the C++ API returns Result<T> (tl::expected<T, Errc>) and never throws.
-// Each Errc has exactly one errno (to_errno) used by the C ABI and the daemon's wire replies; the
-// guest-facing transports map Errc to their own status codes in one table (src/common/errc.cc).
-// Guest- and client-facing interfaces collapse not_owner into not_found, so nobody can learn that
-// a PASID exists in somebody else's set.
+// Each Errc has exactly one errno (to_errno) used by the C ABI and the daemon's wire replies, and
+// one answer per guest-facing transport (virtio-iommu status, VT-d VCRSP status): all of them are
+// columns of one per-Errc table in src/common/errc.cc (ECOSYSTEM.md §1b "One table maps each error
+// to every interface"), so that each interface answers the same error the same way and a new Errc
+// cannot be added without filling every column. Guest- and client-facing interfaces collapse
+// not_owner into not_found, so nobody can learn that a PASID exists in somebody else's set.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,15 @@
 #include "ioasid/export.h"
 
 namespace ioasid {
+
+// The transports' status types, declared here so that this header needs no wire header; include
+// ioasid/wire/virtio_iommu.hpp or ioasid/wire/vtd_vcmd.hpp to use their values.
+namespace wire::virtio_iommu {
+enum class Status : std::uint8_t;  // VIRTIO_IOMMU_S_* (virtio 1.2/1.3 §5.13.6)
+}
+namespace wire::vtd {
+enum class VcmdStatus : std::uint8_t;  // VCRSP status meaning (VT-d 3.0 / 3.3 §10.4.45-46)
+}
 
 enum class Errc : std::uint8_t {
   invalid_argument = 1,  // EINVAL: malformed argument (min > max, bad width, bad handle, ...)
@@ -33,7 +44,12 @@ enum class Errc : std::uint8_t {
   io_error,              // EIO: the backend (an allocator, the daemon) failed or is unreachable
   timed_out,             // ETIMEDOUT: a bounded wait (register poll, request) expired
   permission_denied,     // EPERM: credentials do not allow the operation
+  // Adding a code: append it above, move kLastErrc, and give it a row in src/common/errc.cc (the
+  // build fails until the table has one row per code with every column filled).
 };
+
+// The highest Errc; the codes are dense from 1 (invalid_argument) to here.
+inline constexpr Errc kLastErrc = Errc::permission_denied;
 
 template <class T>
 using Result = tl::expected<T, Errc>;
@@ -53,5 +69,34 @@ IOASID_API const char* to_string(Errc e) noexcept;
 
 // The error a guest- or client-facing interface reports: not_owner becomes not_found.
 constexpr Errc guest_visible(Errc e) noexcept { return e == Errc::not_owner ? Errc::not_found : e; }
+
+// ---- virtio-iommu column (virtio 1.2/1.3 §5.13.6 status codes) -------------------------------
+
+// The status a virtio-iommu device writes for a failed operation, after guest_visible() (another
+// VM's PASID reads as S_NOENT). Never S_OK; S_DEVERR for a value that is not an Errc.
+// Context: pure, noexcept.
+IOASID_API wire::virtio_iommu::Status to_virtio_status(Errc e) noexcept;
+
+// The error a virtio-iommu guest driver reports for a status byte (any value, known or not):
+// undefined values are io_error. S_OK is not an error and maps to invalid_argument (callers test
+// for S_OK first). Context: pure, noexcept.
+IOASID_API Errc from_virtio_status(std::uint8_t status) noexcept;
+
+// Short name of a virtio-iommu status byte ("S_NOENT"), "S_unknown" for undefined values.
+IOASID_API const char* virtio_status_name(std::uint8_t status) noexcept;
+
+// ---- VT-d virtual command column (VT-d 3.0 §10.4.45 / 3.3 §10.4.46 VCRSP status) --------------
+
+// The status a VT-d virtual command device answers when the host backend failed cmd with e. VT-d
+// defines one failure status per command: ALLOC (kVcmdAllocPasid) -> no_pasid and FREE
+// (kVcmdFreePasid) -> invalid_pasid for every Errc; any other cmd -> undefined_cmd.
+// Context: pure, noexcept.
+IOASID_API wire::vtd::VcmdStatus to_vtd_status(std::uint8_t cmd, Errc e) noexcept;
+
+// The error a VT-d guest driver reports for a decoded VCRSP status (wire::vtd::decode_status):
+// no_pasid -> exhausted (Linux -ENOSPC), every other status -> io_error (Linux -ENODEV
+// "Unexpected error code"). success is not an error (callers test for it first) and maps to
+// io_error too. Context: pure, noexcept.
+IOASID_API Errc from_vtd_status(wire::vtd::VcmdStatus status) noexcept;
 
 }  // namespace ioasid

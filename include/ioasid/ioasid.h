@@ -4,7 +4,8 @@
  *
  * It covers the whole IOASID space of include/ioasid/space.hpp: sets, quotas, IDs, references,
  * private data with lock-free lookup, guest PASIDs (SPIDs), notifiers and custom allocators,
- * plus the host backend a vIOMMU device model calls for one VM.
+ * plus the host backend a vIOMMU device model calls for one VM and the VT-d virtual command
+ * device model a VMM wires to its guest's MMIO (include/ioasid/vtd_device.hpp, docs/vtd.md).
  *
  * Conventions
  *  - Handles are opaque pointers (struct ioasid_space) or 64-bit values (ioasid_set_t).
@@ -55,6 +56,7 @@ typedef uint64_t ioasid_set_t;
 
 struct ioasid_space;
 struct ioasid_backend;
+struct ioasid_vtd_device;
 
 /* Runtime version, IOASID_VERSION of the library actually loaded. */
 IOASID_API uint32_t ioasid_version(void);
@@ -235,6 +237,78 @@ IOASID_API int ioasid_backend_alloc(struct ioasid_backend* backend, ioasid_t min
 IOASID_API int ioasid_backend_free(struct ioasid_backend* backend, ioasid_t id);
 IOASID_API int ioasid_backend_bind(struct ioasid_backend* backend, ioasid_t id, ioasid_t spid);
 IOASID_API int ioasid_backend_unbind(struct ioasid_backend* backend, ioasid_t id);
+
+/* ---- VT-d virtual command device model -------------------------------------------------- */
+/*
+ * The register-level model of the Intel VT-d virtual command registers (VCCAP / VCMD / VCRSP)
+ * that a VMM calls from its MMIO trap handlers, so that a guest VT-d driver (Linux 5.8-6.3)
+ * allocates PASIDs from the host through a backend. docs/vtd.md describes the registers, both
+ * layouts and every decision; the C++ class is ioasid::VtdVcmdDevice (ioasid/vtd_device.hpp).
+ *
+ * Lifetime: the backend must outlive every device created over it (destroy the devices first).
+ * Several devices (vIOMMUs) of one VM share one backend, hence one set. Destroying a device frees
+ * nothing: the PASIDs it handed out stay in the VM's set until the guest frees them or the set is
+ * destroyed.
+ */
+
+enum ioasid_vtd_layout {
+  IOASID_VTD_LAYOUT_LEGACY = 0, /* VT-d 3.0 §10.4.43-45: VCCAP 0xE00, VCMD 0xE10, VCRSP 0xE20 */
+  IOASID_VTD_LAYOUT_REV3_3 = 1  /* VT-d 3.3 §10.4.43-46: VCMD 0xE00, VCRSP 0xE10, VCCAP 0xE30 */
+};
+enum ioasid_vtd_completion {
+  IOASID_VTD_COMPLETION_IMMEDIATE = 0, /* the command completes inside the VCMD write */
+  IOASID_VTD_COMPLETION_ASYNC = 1      /* a worker thread completes it; the guest polls IP */
+};
+
+struct ioasid_vtd_config {
+  uint32_t size;       /* sizeof(struct ioasid_vtd_config) */
+  uint32_t layout;     /* enum ioasid_vtd_layout */
+  uint32_t completion; /* enum ioasid_vtd_completion */
+  uint32_t reserved0;  /* must be 0 */
+  /* Register values the model reads back at CAP (0x08), ECAP (0x10) and VCCAP; 0 means the
+   * default: CAP.CM (bit 7); ECAP.PASID | ECAP.SMTS | ECAP.VCS (bits 40, 43, 44); VCCAP.PAS
+   * (bit 0). Commands are accepted only when ECAP.VCS and VCCAP.PAS are set. */
+  uint64_t cap;
+  uint64_t ecap;
+  uint64_t vccap;
+  /* The host PASIDs ALLOC asks the backend for, inclusive, within [1, 0xFFFFF]; 0 means 1 for
+   * pasid_min and 0xFFFFF for pasid_max. The range must lie in the backend's space (a space
+   * narrower than 20 bits needs pasid_max set), else every ALLOC answers NO_PASID. */
+  ioasid_t pasid_min;
+  ioasid_t pasid_max;
+  /* Where guest-triggered anomalies are reported (NULL: nowhere); rate-limiting is the sink's
+   * business. Called from the thread that runs the command (a vCPU or the worker). */
+  ioasid_log_fn log_fn;
+  void* log_opaque;
+};
+
+/* Creates a device model over backend (the VM's set), which must outlive it; config may be NULL
+ * for all defaults (VT-d 3.3 layout, immediate completion). The asynchronous mode starts a worker
+ * thread. Returns 0, -EINVAL (NULL backend or out, size too small, reserved0, layout, completion
+ * or pasid range invalid), -E2BIG (unknown nonzero bytes), -ENOMEM, -EIO (no worker thread).
+ * Context: any thread. */
+IOASID_API int ioasid_vtd_device_create(struct ioasid_backend* backend,
+                                        const struct ioasid_vtd_config* config,
+                                        struct ioasid_vtd_device** out);
+/* Destroys a device (NULL is ignored). In asynchronous mode a command in progress completes
+ * first. Frees no PASID. Context: no MMIO call on this device may run or follow. */
+IOASID_API void ioasid_vtd_device_destroy(struct ioasid_vtd_device* device);
+/* A guest read of size bytes (4 or 8) at offset in the VT-d register window. Returns the register
+ * value (the addressed half for a 4-byte read), or 0 for an ignored access: NULL device, another
+ * size, unaligned, or an offset outside the registers of the layout (counted by the device).
+ * Context: any thread (several vCPUs at once); never blocks. */
+IOASID_API uint64_t ioasid_vtd_mmio_read(struct ioasid_vtd_device* device, uint64_t offset,
+                                         unsigned size);
+/* A guest write of size bytes (4 or 8) at offset. Never fails: ignored accesses (NULL device,
+ * bad size or alignment, read-only or unknown registers, a VCMD write while VCRSP.IP is set) are
+ * counted. A VCMD command runs on an 8-byte write or when its high half (offset + 4) lands after
+ * the low half. Context: any thread; in immediate mode the backend call runs inside this write. */
+IOASID_API void ioasid_vtd_mmio_write(struct ioasid_vtd_device* device, uint64_t offset,
+                                      unsigned size, uint64_t value);
+/* The CAP / ECAP bits the VMM must advertise in its own VT-d capability registers (the configured
+ * values). Returns 0 for a NULL device. Context: any thread. */
+IOASID_API uint64_t ioasid_vtd_cap_bits(const struct ioasid_vtd_device* device);
+IOASID_API uint64_t ioasid_vtd_ecap_bits(const struct ioasid_vtd_device* device);
 
 #ifdef __cplusplus
 }

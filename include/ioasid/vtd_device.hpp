@@ -29,7 +29,8 @@
 //   - Accepted: VCRSP = IP at once; the command runs (inline in immediate mode, on a worker thread
 //     in asynchronous mode); then VCRSP = result | status, IP clear (released last).
 //   - ALLOC -> backend alloc in [pasid_min, pasid_max]; exhausted or over quota (and any other
-//     backend failure) -> NO_PASID. A backend answer outside that range is freed back, NO_PASID.
+//     backend failure) -> NO_PASID (to_vtd_status, the VT-d column of the error table in
+//     src/common/errc.cc). A backend answer outside that range is freed back, NO_PASID.
 //   - FREE -> backend free of the operand; not allocated, another VM's, FREE_PENDING, out of range
 //     or any backend failure -> INVALID_PASID, and nothing changes.
 //   - Any other command code (0 included) -> UNDEFINED_CMD. Reserved VCMD bits (outside bits 7:0
@@ -140,10 +141,5 @@ class IOASID_API VtdVcmdDevice {
   explicit VtdVcmdDevice(std::unique_ptr<Impl> impl) noexcept;
   std::unique_ptr<Impl> impl_;
 };
-
-// The VT-d status a device answers for a backend error on cmd (kVcmdAllocPasid / kVcmdFreePasid):
-// ALLOC -> no_pasid for every error, FREE -> invalid_pasid for every error; any other cmd ->
-// undefined_cmd. The VT-d column of the error table (src/common/errc.cc holds the central one).
-IOASID_API wire::vtd::VcmdStatus vtd_status_for(std::uint8_t cmd, Errc error) noexcept;
 
 }  // namespace ioasid

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// ioasid_c.cc: the C ABI of libioasid (include/ioasid/ioasid.h) over ioasid::Space and
-// ioasid::LocalBackend.
+// ioasid_c.cc: the C ABI of libioasid (include/ioasid/ioasid.h) over ioasid::Space,
+// ioasid::LocalBackend and ioasid::VtdVcmdDevice.
 //
 // Every function is extern "C" and cannot throw: each body calls only noexcept Space methods or
 // runs inside guarded(), which catches everything (ioasid.h declares them without noexcept, and a
@@ -18,6 +18,9 @@
 // the calling thread runs one of its callbacks (in_callback()), because unregistering from there
 // is refused by the Space without telling us, and the copy must then stay.
 //
+// struct ioasid_vtd_device wraps a VtdVcmdDevice plus the C log sink; it holds a reference to the
+// backend's HostBackend, so the backend must outlive it (documented in ioasid.h, not checked).
+//
 // Not done here: no validation of handles beyond NULL (a destroyed handle is undefined behaviour).
 #include "ioasid/ioasid.h"
 
@@ -34,6 +37,8 @@
 #include "ioasid/local_backend.hpp"
 #include "ioasid/space.hpp"
 #include "ioasid/types.hpp"
+#include "ioasid/vtd_device.hpp"
+#include "ioasid/wire/vtd_vcmd.hpp"
 
 namespace {
 
@@ -64,6 +69,12 @@ struct ioasid_space {
 struct ioasid_backend {
   explicit ioasid_backend(ioasid::Space& space, ioasid::SetId set) : backend(space, set) {}
   ioasid::LocalBackend backend;
+};
+
+struct ioasid_vtd_device {
+  ioasid_log_fn log_fn = nullptr;
+  void* log_opaque = nullptr;
+  std::unique_ptr<ioasid::VtdVcmdDevice> device;
 };
 
 namespace {
@@ -125,9 +136,20 @@ void notifier_trampoline(void* opaque, const ioasid::Event& ev) {
   t->fn(t->opaque, &out);
 }
 
+void vtd_log_trampoline(void* opaque, ioasid::LogLevel level, const char* message) {
+  const auto* d = static_cast<const ioasid_vtd_device*>(opaque);
+  if (d->log_fn != nullptr) d->log_fn(d->log_opaque, static_cast<int>(level), message);
+}
+
 // The first (and so far only) versions of the sized structs.
 constexpr std::size_t kSpaceConfigV1 = sizeof(ioasid_space_config);
 constexpr std::size_t kStatsV1 = sizeof(ioasid_stats);
+constexpr std::size_t kVtdConfigV1 = sizeof(ioasid_vtd_config);
+// The VT-d config is ABI: no padding, fixed offsets on LP64.
+static_assert(sizeof(void*) != 8 || kVtdConfigV1 == 64, "struct ioasid_vtd_config layout");
+static_assert(offsetof(ioasid_vtd_config, cap) == 16 &&
+                  offsetof(ioasid_vtd_config, pasid_min) == 40,
+              "struct ioasid_vtd_config layout");
 
 int register_notifier(ioasid_space* space, bool global, std::uint64_t owner_token,
                       std::uint32_t event_mask, ioasid_notifier_fn fn, void* opaque,
@@ -524,6 +546,64 @@ int ioasid_backend_bind(ioasid_backend* backend, ioasid_t id, ioasid_t spid) {
 int ioasid_backend_unbind(ioasid_backend* backend, ioasid_t id) {
   if (backend == nullptr) return -EINVAL;
   return status(backend->backend.unbind(id));
+}
+
+// ---- VT-d virtual command device model ------------------------------------------------------
+
+int ioasid_vtd_device_create(ioasid_backend* backend, const ioasid_vtd_config* config,
+                             ioasid_vtd_device** out) {
+  if (backend == nullptr || out == nullptr) return -EINVAL;
+  return guarded([&] {
+    ioasid::VtdVcmdDeviceOptions o;  // defaults: rev 3.3, immediate, CM / PASID+SMTS+VCS / PAS
+    auto d = std::make_unique<ioasid_vtd_device>();
+    if (config != nullptr) {
+      if (int rc = check_in_size(config, config->size, kVtdConfigV1, sizeof(*config)); rc != 0) {
+        return rc;
+      }
+      if (config->reserved0 != 0) return -EINVAL;
+      if (config->layout > IOASID_VTD_LAYOUT_REV3_3) return -EINVAL;
+      if (config->completion > IOASID_VTD_COMPLETION_ASYNC) return -EINVAL;
+      o.layout = static_cast<ioasid::wire::vtd::VcmdLayout>(config->layout);
+      o.completion = static_cast<ioasid::VtdCompletion>(config->completion);
+      if (config->cap != 0) o.cap = config->cap;
+      if (config->ecap != 0) o.ecap = config->ecap;
+      if (config->vccap != 0) o.vccap = config->vccap;
+      if (config->pasid_min != 0) o.pasid_min = config->pasid_min;
+      if (config->pasid_max != 0) o.pasid_max = config->pasid_max;
+      if (config->log_fn != nullptr) {
+        d->log_fn = config->log_fn;
+        d->log_opaque = config->log_opaque;
+        o.log_sink = vtd_log_trampoline;
+        o.log_opaque = d.get();
+      }
+    }
+    auto dev = ioasid::VtdVcmdDevice::create(backend->backend, o);
+    if (!dev) return neg(dev.error());
+    d->device = std::move(*dev);
+    *out = d.release();
+    return 0;
+  });
+}
+
+void ioasid_vtd_device_destroy(ioasid_vtd_device* device) { delete device; }
+
+uint64_t ioasid_vtd_mmio_read(ioasid_vtd_device* device, uint64_t offset, unsigned size) {
+  if (device == nullptr) return 0;
+  return device->device->mmio_read(offset, size);
+}
+
+void ioasid_vtd_mmio_write(ioasid_vtd_device* device, uint64_t offset, unsigned size,
+                           uint64_t value) {
+  if (device == nullptr) return;
+  device->device->mmio_write(offset, size, value);
+}
+
+uint64_t ioasid_vtd_cap_bits(const ioasid_vtd_device* device) {
+  return device == nullptr ? 0 : device->device->cap_bits();
+}
+
+uint64_t ioasid_vtd_ecap_bits(const ioasid_vtd_device* device) {
+  return device == nullptr ? 0 : device->device->ecap_bits();
 }
 
 }  // extern "C"

@@ -25,13 +25,6 @@ using wire::vtd::LayoutSpec;
 using wire::vtd::VcmdReg;
 using wire::vtd::VcmdStatus;
 
-wire::vtd::VcmdStatus vtd_status_for(std::uint8_t cmd, Errc error) noexcept {
-  (void)error;  // VT-d defines one failure status per command: every error maps to it.
-  if (cmd == wire::vtd::kVcmdAllocPasid) return VcmdStatus::no_pasid;
-  if (cmd == wire::vtd::kVcmdFreePasid) return VcmdStatus::invalid_pasid;
-  return VcmdStatus::undefined_cmd;
-}
-
 namespace {
 
 // Bumped from any thread at once (the lock-free read path): an atomic read-modify-write.
@@ -155,7 +148,7 @@ struct VtdVcmdDevice::Impl {
       if (e != Errc::exhausted && e != Errc::quota_exceeded) st.backend_errors.inc();
       st.alloc_no_pasid.inc();
       log(LogLevel::info, "vtd-vcmd: ALLOC failed: %s", to_string(e));
-      return respond(vtd_status_for(wire::vtd::kVcmdAllocPasid, e), 0);
+      return respond(to_vtd_status(wire::vtd::kVcmdAllocPasid, e), 0);
     }
     st.allocs.inc();
     return respond(VcmdStatus::success, *id);
@@ -174,7 +167,7 @@ struct VtdVcmdDevice::Impl {
     if (e != Errc{}) {
       st.free_invalid_pasid.inc();
       log(LogLevel::info, "vtd-vcmd: FREE of PASID %u refused: %s", pasid, to_string(e));
-      return respond(vtd_status_for(wire::vtd::kVcmdFreePasid, e), 0);
+      return respond(to_vtd_status(wire::vtd::kVcmdFreePasid, e), 0);
     }
     st.frees.inc();
     return respond(VcmdStatus::success, 0);

@@ -279,15 +279,5 @@ INSTANTIATE_TEST_SUITE_P(Layouts, VtdDeviceTest,
                          ::testing::Values(VcmdLayout::legacy, VcmdLayout::rev3_3),
                          [](const auto& p) { return std::string(layout_spec(p.param).name); });
 
-TEST(VtdStatusFor, OneFailureStatusPerCommand) {
-  for (Errc e : {Errc::exhausted, Errc::quota_exceeded, Errc::io_error, Errc::busy}) {
-    EXPECT_EQ(vtd_status_for(kVcmdAllocPasid, e), VcmdStatus::no_pasid);
-  }
-  for (Errc e : {Errc::not_found, Errc::not_owner, Errc::busy, Errc::out_of_range}) {
-    EXPECT_EQ(vtd_status_for(kVcmdFreePasid, e), VcmdStatus::invalid_pasid);
-  }
-  EXPECT_EQ(vtd_status_for(0x42, Errc::io_error), VcmdStatus::undefined_cmd);
-}
-
 }  // namespace
 }  // namespace ioasid

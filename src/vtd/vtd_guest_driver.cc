@@ -135,19 +135,20 @@ Result<Id> VtdGuestDriver::vcmd_alloc() noexcept {
   }
   if (!rsp) return fail(rsp.error());
   const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, *rsp);
-  switch (wire::vtd::decode_status(l_, wire::vtd::kVcmdAllocPasid, f.sc)) {
-    case VcmdStatus::success:
-      st_.allocs.inc();
-      return Id{f.result};
-    case VcmdStatus::no_pasid:
-      st_.alloc_no_pasid.inc();
-      return fail(Errc::exhausted);
-    default:
-      break;
+  const VcmdStatus s = wire::vtd::decode_status(l_, wire::vtd::kVcmdAllocPasid, f.sc);
+  if (s == VcmdStatus::success) {
+    st_.allocs.inc();
+    return Id{f.result};
   }
-  st_.alloc_errors.inc();
-  log(LogLevel::error, "vtd-vcmd: ALLOC: unexpected status code %u", f.sc);
-  return fail(Errc::io_error);
+  // The VT-d column of the error table: NO_PASID -> exhausted, anything else -> io_error.
+  const Errc e = from_vtd_status(s);
+  if (e == Errc::exhausted) {
+    st_.alloc_no_pasid.inc();
+  } else {
+    st_.alloc_errors.inc();
+    log(LogLevel::error, "vtd-vcmd: ALLOC: unexpected status code %u", f.sc);
+  }
+  return fail(e);
 }
 
 void VtdGuestDriver::vcmd_free(Id pasid) noexcept {

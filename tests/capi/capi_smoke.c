@@ -93,7 +93,26 @@ int main(void) {
   CHECK(ioasid_find_by_spid(space, vm, 7, &host_id) == 0 && host_id == id);
   CHECK(ioasid_backend_unbind(be, id) == 0);
   CHECK(ioasid_backend_free(be, id) == 0);
-  ioasid_backend_destroy(be);
+
+  /* A VT-d vIOMMU over the backend (VT-d 3.3 layout): the guest writes ALLOC to VCMD (0xE00) and
+   * reads the PASID from VCRSP (0xE10) bits 35:16, status bits 7:1 zero, IP (bit 0) clear. */
+  struct ioasid_vtd_config vc;
+  memset(&vc, 0, sizeof(vc));
+  vc.size = sizeof(vc);
+  vc.layout = IOASID_VTD_LAYOUT_REV3_3;
+  vc.completion = IOASID_VTD_COMPLETION_IMMEDIATE;
+  vc.pasid_max = 0xFFFF; /* this space is 16 bits wide; the default asks for [1, 0xFFFFF] */
+  struct ioasid_vtd_device* vtd = NULL;
+  CHECK(ioasid_vtd_device_create(be, &vc, &vtd) == 0 && vtd != NULL);
+  CHECK((ioasid_vtd_ecap_bits(vtd) & (UINT64_C(1) << 44)) != 0); /* ECAP.VCS */
+  ioasid_vtd_mmio_write(vtd, 0xE00, 8, 1);
+  const uint64_t rsp = ioasid_vtd_mmio_read(vtd, 0xE10, 8);
+  CHECK((rsp & 0xFF) == 0);
+  id = (ioasid_t)((rsp >> 16) & 0xFFFFF);
+  CHECK(ioasid_find(space, vm, id, NULL, NULL, &priv) == 0);
+  ioasid_vtd_device_destroy(vtd); /* frees nothing: the PASID stays in the VM's set */
+  CHECK(ioasid_backend_free(be, id) == 0);
+  ioasid_backend_destroy(be); /* after the device */
 
   CHECK(ioasid_notifier_unregister(space, notifier) == 0);
   bool gone = false;

@@ -2,7 +2,9 @@
 // capi_test.cc: the C ABI of include/ioasid/ioasid.h, function by function: every documented
 // error return, argument-struct size rules (-EINVAL / -E2BIG), not_owner reported as -ENOENT,
 // notifier events, custom allocators written as C callbacks (grouping, standby, orphans), the
-// -EDEADLK rule for callbacks, the log sink and the host backend.
+// -EDEADLK rule for callbacks, the log sink, the host backend, and the VT-d device model driven
+// through its registers at C level for both layouts (offsets and fields written out here from the
+// VT-d spec, independently of ioasid/wire/vtd_vcmd.hpp).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -972,6 +974,261 @@ TEST_F(CapiTest, BackendActsOnItsSet) {
   ASSERT_EQ(ioasid_set_query(space_, a_, &info), 0);
   EXPECT_EQ(info.count, 1u);
   ioasid_backend_destroy(nullptr);
+}
+
+// ---- VT-d virtual command device model -----------------------------------------------------
+
+// The register layouts as a C VMM or guest sees them (VT-d 3.0 §10.4.43-45, 3.3 §10.4.43-46).
+struct VtdRegs {
+  uint32_t layout;
+  uint64_t vccap, vcmd, vcrsp;
+  unsigned field_shift;  // operand and result
+  uint64_t sc_mask;      // status code bits, after >> 1
+  uint64_t sc_no_pasid;  // also INVALID_PASID
+};
+constexpr VtdRegs kLegacyRegs{IOASID_VTD_LAYOUT_LEGACY, 0xE00, 0xE10, 0xE20, 8, 0x3, 2};
+constexpr VtdRegs kRev33Regs{IOASID_VTD_LAYOUT_REV3_3, 0xE30, 0xE00, 0xE10, 16, 0x7F, 16};
+constexpr uint64_t kCmdAlloc = 1, kCmdFree = 2;
+
+ioasid_vtd_config vtd_config(uint32_t layout,
+                             uint32_t completion = IOASID_VTD_COMPLETION_IMMEDIATE) {
+  ioasid_vtd_config c;
+  std::memset(&c, 0, sizeof(c));
+  c.size = sizeof(c);
+  c.layout = layout;
+  c.completion = completion;
+  return c;
+}
+
+class CapiVtdTest : public CapiTest, public ::testing::WithParamInterface<uint32_t> {
+ protected:
+  void SetUp() override {
+    CapiTest::SetUp();
+    ASSERT_EQ(ioasid_backend_local_create(space_, a_, &be_), 0);
+  }
+  void TearDown() override {
+    ioasid_backend_destroy(be_);  // after every device over it
+    CapiTest::TearDown();
+  }
+  const VtdRegs& r() const {
+    return GetParam() == IOASID_VTD_LAYOUT_LEGACY ? kLegacyRegs : kRev33Regs;
+  }
+
+  // One command the way a Linux guest issues it: write VCMD, poll VCRSP until IP clears.
+  uint64_t command(ioasid_vtd_device* d, uint64_t cmd, uint64_t operand = 0) const {
+    ioasid_vtd_mmio_write(d, r().vcmd, 8, (operand << r().field_shift) | cmd);
+    uint64_t rsp = 0;
+    for (int i = 0; i < 10'000'000; ++i) {
+      rsp = ioasid_vtd_mmio_read(d, r().vcrsp, 8);
+      if ((rsp & 1) == 0) break;
+      std::this_thread::yield();
+    }
+    return rsp;
+  }
+  uint64_t sc(uint64_t rsp) const { return (rsp >> 1) & r().sc_mask; }
+  ioasid_t result(uint64_t rsp) const {
+    return static_cast<ioasid_t>((rsp >> r().field_shift) & 0xFFFFF);
+  }
+
+  ioasid_backend* be_ = nullptr;
+};
+
+TEST_P(CapiVtdTest, AllocAndFreeThroughTheRegisters) {
+  for (uint32_t completion : {IOASID_VTD_COMPLETION_IMMEDIATE, IOASID_VTD_COMPLETION_ASYNC}) {
+    SCOPED_TRACE(completion);
+    const ioasid_vtd_config c = vtd_config(r().layout, completion);
+    ioasid_vtd_device* d = nullptr;
+    ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+    ASSERT_NE(d, nullptr);
+
+    // Capability registers as the guest reads them, and what the VMM advertises.
+    EXPECT_EQ(ioasid_vtd_cap_bits(d), uint64_t{1} << 7);  // CAP.CM
+    EXPECT_EQ(ioasid_vtd_ecap_bits(d),
+              (uint64_t{1} << 40) | (uint64_t{1} << 43) | (uint64_t{1} << 44));
+    EXPECT_EQ(ioasid_vtd_mmio_read(d, 0x08, 8), ioasid_vtd_cap_bits(d));
+    EXPECT_EQ(ioasid_vtd_mmio_read(d, 0x10, 8), ioasid_vtd_ecap_bits(d));
+    EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vccap, 8), 1u);  // VCCAP.PAS
+
+    const uint64_t rsp = command(d, kCmdAlloc);
+    EXPECT_EQ(rsp & 1, 0u);
+    EXPECT_EQ(sc(rsp), 0u);
+    const ioasid_t pasid = result(rsp);
+    EXPECT_GE(pasid, 1u);
+    void* p = &p;
+    EXPECT_EQ(ioasid_find(space_, a_, pasid, nullptr, nullptr, &p), 0);  // in the VM's set
+    EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vcmd, 8), kCmdAlloc);          // last command
+
+    EXPECT_EQ(sc(command(d, kCmdFree, pasid)), 0u);
+    EXPECT_EQ(ioasid_find(space_, a_, pasid, nullptr, nullptr, &p), -ENOENT);
+    // Freeing it again: INVALID_PASID.
+    EXPECT_EQ(sc(command(d, kCmdFree, pasid)), r().sc_no_pasid);
+    ioasid_vtd_device_destroy(d);
+  }
+}
+
+TEST_P(CapiVtdTest, SplitWriteRunsOnTheHighHalf) {
+  const ioasid_vtd_config c = vtd_config(r().layout);
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  ioasid_vtd_mmio_write(d, r().vcmd, 4, kCmdAlloc);
+  EXPECT_EQ(stats_of(space_).live_ids, 0u);  // latched only
+  ioasid_vtd_mmio_write(d, r().vcmd + 4, 4, 0);
+  EXPECT_EQ(stats_of(space_).live_ids, 1u);
+  const uint64_t rsp = ioasid_vtd_mmio_read(d, r().vcrsp, 8);
+  EXPECT_EQ(sc(rsp), 0u);
+  // The two 4-byte halves of VCRSP read the same value.
+  EXPECT_EQ(
+      ioasid_vtd_mmio_read(d, r().vcrsp, 4) | (ioasid_vtd_mmio_read(d, r().vcrsp + 4, 4) << 32),
+      rsp);
+  ioasid_vtd_device_destroy(d);
+}
+
+TEST_P(CapiVtdTest, OwnershipQuotaAndUndefinedCommands) {
+  ioasid_vtd_config c = vtd_config(r().layout);
+  c.log_fn = capture_log;
+  c.log_opaque = &log_;
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+
+  // Another VM's PASID: INVALID_PASID, and it survives.
+  const ioasid_t other = alloc(b_);
+  EXPECT_EQ(sc(command(d, kCmdFree, other)), r().sc_no_pasid);
+  void* p = nullptr;
+  EXPECT_EQ(ioasid_find(space_, b_, other, nullptr, nullptr, &p), 0);
+
+  // Quota reached: NO_PASID, nothing allocated.
+  ASSERT_EQ(ioasid_set_quota(space_, a_, 1), 0);
+  EXPECT_EQ(sc(command(d, kCmdAlloc)), 0u);
+  const uint64_t rsp = command(d, kCmdAlloc);
+  EXPECT_EQ(sc(rsp), r().sc_no_pasid);
+  EXPECT_EQ(result(rsp), 0u);
+  ioasid_set_info info;
+  ASSERT_EQ(ioasid_set_query(space_, a_, &info), 0);
+  EXPECT_EQ(info.count, 1u);
+
+  // Unknown command code: UNDEFINED_CMD (1), reported through the log sink.
+  EXPECT_EQ(sc(command(d, 0x42)), 1u);
+  EXPECT_TRUE(logged("undefined command"));
+
+  // Destroying the device frees nothing of the set.
+  ioasid_vtd_device_destroy(d);
+  ASSERT_EQ(ioasid_set_query(space_, a_, &info), 0);
+  EXPECT_EQ(info.count, 1u);
+}
+
+TEST_P(CapiVtdTest, ConfigOverridesAndRange) {
+  ioasid_vtd_config c = vtd_config(r().layout);
+  c.cap = (uint64_t{1} << 7) | 0x1000;
+  c.ecap = (uint64_t{1} << 43) | (uint64_t{1} << 44);
+  c.pasid_min = 100;
+  c.pasid_max = 100;
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  EXPECT_EQ(ioasid_vtd_cap_bits(d), c.cap);
+  EXPECT_EQ(ioasid_vtd_ecap_bits(d), c.ecap);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, 0x10, 8), c.ecap);
+  uint64_t rsp = command(d, kCmdAlloc);
+  EXPECT_EQ(sc(rsp), 0u);
+  EXPECT_EQ(result(rsp), 100u);
+  EXPECT_EQ(sc(command(d, kCmdAlloc)), r().sc_no_pasid);  // [100, 100] is used up
+  ioasid_vtd_device_destroy(d);
+
+  // VCCAP without PAS: the registers read, commands are ignored.
+  c = vtd_config(r().layout);
+  c.vccap = 0x2;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vccap, 8), 0x2u);
+  ioasid_vtd_mmio_write(d, r().vcmd, 8, kCmdAlloc);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vcrsp, 8), 0u);
+  EXPECT_EQ(stats_of(space_).live_ids, 1u);  // only the one above
+  ioasid_vtd_device_destroy(d);
+}
+
+TEST_P(CapiVtdTest, IgnoredAccesses) {
+  const ioasid_vtd_config c = vtd_config(r().layout);
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  ioasid_vtd_mmio_write(d, r().vcmd, 2, kCmdAlloc);      // odd size
+  ioasid_vtd_mmio_write(d, r().vcmd + 2, 4, kCmdAlloc);  // unaligned
+  ioasid_vtd_mmio_write(d, r().vcrsp, 8, 0x1234);        // read-only
+  ioasid_vtd_mmio_write(d, 0x800, 8, kCmdAlloc);         // no register there
+  EXPECT_EQ(stats_of(space_).live_ids, 0u);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vcrsp, 8), 0u);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vcrsp, 1), 0u);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, 0x800, 8), 0u);
+  ioasid_vtd_device_destroy(d);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CapiVtdTest,
+                         ::testing::Values(uint32_t{IOASID_VTD_LAYOUT_LEGACY},
+                                           uint32_t{IOASID_VTD_LAYOUT_REV3_3}),
+                         [](const auto& p) {
+                           return std::string(p.param == IOASID_VTD_LAYOUT_LEGACY ? "legacy"
+                                                                                  : "rev3_3");
+                         });
+
+TEST_F(CapiTest, VtdCreateErrors) {
+  ioasid_backend* be = nullptr;
+  ASSERT_EQ(ioasid_backend_local_create(space_, a_, &be), 0);
+  ioasid_vtd_device* d = nullptr;
+  ioasid_vtd_config c = vtd_config(IOASID_VTD_LAYOUT_REV3_3);
+
+  // NULL arguments.
+  EXPECT_EQ(ioasid_vtd_device_create(nullptr, &c, &d), -EINVAL);
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, nullptr), -EINVAL);
+  EXPECT_EQ(ioasid_vtd_device_create(nullptr, nullptr, nullptr), -EINVAL);
+
+  // Size rules.
+  c.size = sizeof(c) - 1;
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  c.size = 0;
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  struct Longer {
+    ioasid_vtd_config c;
+    uint64_t future[2];
+  } big;
+  std::memset(&big, 0, sizeof(big));
+  big.c.size = sizeof(big);
+  big.future[0] = 1;
+  EXPECT_EQ(ioasid_vtd_device_create(be, &big.c, &d), -E2BIG);
+  EXPECT_EQ(d, nullptr);  // out untouched on failure
+  big.future[0] = 0;
+  ASSERT_EQ(ioasid_vtd_device_create(be, &big.c, &d), 0);  // zero tail accepted
+  ioasid_vtd_device_destroy(d);
+  d = nullptr;
+
+  // Field validation.
+  c = vtd_config(2);
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  c = vtd_config(IOASID_VTD_LAYOUT_LEGACY, 2);
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  c = vtd_config(IOASID_VTD_LAYOUT_LEGACY);
+  c.reserved0 = 1;
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  c = vtd_config(IOASID_VTD_LAYOUT_LEGACY);
+  c.pasid_max = 0x100000;
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  c.pasid_min = 10;
+  c.pasid_max = 9;
+  EXPECT_EQ(ioasid_vtd_device_create(be, &c, &d), -EINVAL);
+  EXPECT_EQ(d, nullptr);
+
+  // NULL config: every default (VT-d 3.3 layout: VCMD at 0xE00, VCRSP at 0xE10).
+  ASSERT_EQ(ioasid_vtd_device_create(be, nullptr, &d), 0);
+  ioasid_vtd_mmio_write(d, 0xE00, 8, kCmdAlloc);
+  const uint64_t rsp = ioasid_vtd_mmio_read(d, 0xE10, 8);
+  EXPECT_EQ(rsp & 0xFF, 0u);
+  EXPECT_EQ(rsp >> 16, 1u);
+  ioasid_vtd_device_destroy(d);
+  ioasid_backend_destroy(be);
+}
+
+TEST(CapiVtd, NullDeviceIsHarmless) {
+  EXPECT_EQ(ioasid_vtd_mmio_read(nullptr, 0xE10, 8), 0u);
+  ioasid_vtd_mmio_write(nullptr, 0xE00, 8, kCmdAlloc);
+  EXPECT_EQ(ioasid_vtd_cap_bits(nullptr), 0u);
+  EXPECT_EQ(ioasid_vtd_ecap_bits(nullptr), 0u);
+  ioasid_vtd_device_destroy(nullptr);
 }
 
 // ---- concurrency ----------------------------------------------------------------------------
