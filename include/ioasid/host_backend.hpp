@@ -26,11 +26,27 @@ class HostBackend {
   // Allocates an ID in [min, max] for this VM's set.
   // Returns: the ID; invalid_argument (min > max), out_of_range (max outside the space),
   // exhausted, quota_exceeded, busy (the set is being destroyed), no_memory, io_error.
-  virtual Result<Id> alloc(Id min, Id max) noexcept = 0;
+  Result<Id> alloc(Id min, Id max) noexcept {
+    Id id = kInvalidId;
+    const Errc e = alloc_raw(min, max, &id);
+    if (e != Errc{}) return fail(e);
+    return id;
+  }
 
   // Frees an ID of this set: released at once, or FREE_PENDING until the last reference goes.
   // Returns: not_found (no such ID in this set), busy (already FREE_PENDING), io_error.
-  virtual Result<void> free(Id id) noexcept = 0;
+  Result<void> free(Id id) noexcept {
+    const Errc e = free_raw(id);
+    if (e != Errc{}) return fail(e);
+    return {};
+  }
+
+  // What implementations provide for alloc() and free(), the two calls on every guest command:
+  // Errc{} (0) and *out on success, else the error. alloc() and free() are inline wrappers so that
+  // no Result crosses the virtual call (a Result returned through memory costs a store-forwarding
+  // stall, more than the work of a command; see Space::find_raw).
+  virtual Errc alloc_raw(Id min, Id max, Id* out) noexcept = 0;
+  virtual Errc free_raw(Id id) noexcept = 0;
 
   // Takes / drops a reference. put returns true when it released the ID.
   // Returns: not_found, busy (get on FREE_PENDING), overflow, io_error.

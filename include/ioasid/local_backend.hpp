@@ -18,8 +18,8 @@ class IOASID_API LocalBackend final : public HostBackend {
   // space must outlive the backend.
   LocalBackend(Space& space, SetId set) noexcept : space_(space), set_(set) {}
 
-  Result<Id> alloc(Id min, Id max) noexcept override;
-  Result<void> free(Id id) noexcept override;
+  Errc alloc_raw(Id min, Id max, Id* out) noexcept override;
+  Errc free_raw(Id id) noexcept override;
   Result<void> get(Id id) noexcept override;
   Result<bool> put(Id id) noexcept override;
   Result<void> bind(Id id, Id spid) noexcept override;

@@ -128,8 +128,10 @@ class IOASID_API VtdGuestDriver {
   static int ops_alloc(void* pdata, Id min, Id max, Id* out);
   static void ops_free(void* pdata, Id id);
   // One command under mu_: drains a late response, writes VCMD, polls. Returns VCRSP.
-  Result<std::uint64_t> run_locked(std::uint8_t cmd, Id operand) noexcept;
-  Result<std::uint64_t> poll_locked() noexcept;
+  // Raw returns (false: timed out), not Result: these sit on every command (see
+  // Space::find_raw for why).
+  bool run_locked(std::uint8_t cmd, Id operand, std::uint64_t* rsp) noexcept;
+  bool poll_locked(std::uint64_t* rsp) noexcept;
   void write_vcmd_locked(std::uint64_t value) noexcept;
   [[gnu::format(printf, 3, 4)]] void log(LogLevel level, const char* fmt, ...) const noexcept;
 
@@ -150,7 +152,9 @@ class IOASID_API VtdGuestDriver {
   const VtdGuestDriverOptions options_;
   const wire::vtd::LayoutSpec& l_;
   AllocatorOps ops_;
-  std::mutex mu_;               // Linux iommu->register_lock: one command at a time
+  // Linux iommu->register_lock: one command at a time. A futex word (src/common/internal/
+  // futex_mutex.hpp), cheaper than std::mutex on the command path.
+  std::atomic<std::uint32_t> mu_{0};
   std::uint8_t stale_cmd_ = 0;  // a command that timed out and may still complete (under mu_)
   mutable std::mutex reg_mu_;   // registration state
   Space* space_ = nullptr;      // the space ops_ is registered with (under reg_mu_)

@@ -12,10 +12,13 @@ Result<T> visible(Result<T> r) {
 }
 }  // namespace
 
-Result<Id> LocalBackend::alloc(Id min, Id max) noexcept {
-  return visible(space_.alloc(set_, min, max, nullptr));
+Errc LocalBackend::alloc_raw(Id min, Id max, Id* out) noexcept {
+  return guest_visible(space_.alloc_raw(set_, min, max, nullptr, out));
 }
-Result<void> LocalBackend::free(Id id) noexcept { return visible(space_.free(set_, id)); }
+Errc LocalBackend::free_raw(Id id) noexcept {
+  auto r = space_.free(set_, id);
+  return r ? Errc{} : guest_visible(r.error());
+}
 Result<void> LocalBackend::get(Id id) noexcept { return visible(space_.get(set_, id)); }
 Result<bool> LocalBackend::put(Id id) noexcept { return visible(space_.put(set_, id)); }
 Result<void> LocalBackend::bind(Id id, Id spid) noexcept {

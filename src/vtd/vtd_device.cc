@@ -19,6 +19,8 @@
 
 #include "ioasid/vtd_device.hpp"
 
+#include "common/internal/futex_mutex.hpp"
+
 namespace ioasid {
 
 using wire::vtd::LayoutSpec;
@@ -59,8 +61,8 @@ struct VtdVcmdDevice::Impl {
   std::atomic<std::uint64_t> low_latch{0};
   std::atomic<bool> low_latched{false};
 
-  std::mutex mu;  // command acceptance; the worker's queue
-  std::condition_variable cv;
+  internal::FutexMutex mu;  // command acceptance; the worker's queue
+  std::condition_variable_any cv;
   bool pending = false;  // asynchronous: a command waits for the worker (under mu)
   std::uint64_t pending_value = 0;
   bool stopping = false;
@@ -174,7 +176,7 @@ struct VtdVcmdDevice::Impl {
   }
 
   // A complete 64-bit command value arrived. Context: mu held by the caller's lock.
-  void submit(std::unique_lock<std::mutex>& lock, std::uint64_t value) noexcept {
+  void submit(std::unique_lock<internal::FutexMutex>& lock, std::uint64_t value) noexcept {
     if (!enabled()) {
       st.ignored_disabled.inc();
       return;
@@ -199,7 +201,7 @@ struct VtdVcmdDevice::Impl {
   }
 
   void worker_loop() noexcept {
-    std::unique_lock<std::mutex> lock(mu);
+    std::unique_lock<internal::FutexMutex> lock(mu);
     for (;;) {
       cv.wait(lock, [this] { return pending || stopping; });
       if (!pending) return;  // stopping, nothing left
@@ -216,7 +218,7 @@ struct VtdVcmdDevice::Impl {
   }
 
   void write_vcmd(std::uint64_t offset_in_reg, unsigned size, std::uint64_t value) noexcept {
-    std::unique_lock<std::mutex> lock(mu);
+    std::unique_lock<internal::FutexMutex> lock(mu);
     st.writes.inc();
     if (size == 8) {
       low_latched.store(false, std::memory_order_relaxed);
@@ -273,7 +275,7 @@ VtdVcmdDevice::VtdVcmdDevice(std::unique_ptr<Impl> impl) noexcept : impl_(std::m
 VtdVcmdDevice::~VtdVcmdDevice() {
   if (impl_ && impl_->worker.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(impl_->mu);
+      std::lock_guard<internal::FutexMutex> lock(impl_->mu);
       impl_->stopping = true;
     }
     impl_->cv.notify_all();
@@ -318,7 +320,7 @@ void VtdVcmdDevice::mmio_write(std::uint64_t offset, unsigned size, std::uint64_
 
 bool VtdVcmdDevice::wait_idle(std::chrono::nanoseconds timeout) noexcept {
   Impl& d = *impl_;
-  std::unique_lock<std::mutex> lock(d.mu);
+  std::unique_lock<internal::FutexMutex> lock(d.mu);
   return d.cv.wait_for(lock, timeout, [&d] {
     return (d.vcrsp.load(std::memory_order_acquire) & wire::vtd::kVcrspIp) == 0;
   });

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/internal/futex_mutex.hpp"
+
 namespace ioasid {
 
 using wire::vtd::VcmdStatus;
@@ -75,66 +77,74 @@ void VtdGuestDriver::write_vcmd_locked(std::uint64_t value) noexcept {
 
 // IOMMU_WAIT_OP(VCRSP, !(sts & IP)) with a deadline instead of a panic.
 // The clock is read only once IP has been seen set (an immediate-mode device never costs one).
-Result<std::uint64_t> VtdGuestDriver::poll_locked() noexcept {
+bool VtdGuestDriver::poll_locked(std::uint64_t* rsp) noexcept {
   std::uint64_t v = mmio_.read64(l_.vcrsp_offset);
   st_.polls.inc();
-  if ((v & wire::vtd::kVcrspIp) == 0) return v;
+  if ((v & wire::vtd::kVcrspIp) == 0) {
+    *rsp = v;
+    return true;
+  }
   const auto deadline = std::chrono::steady_clock::now() + options_.poll_timeout;
   for (std::uint32_t spins = 1;; ++spins) {
     v = mmio_.read64(l_.vcrsp_offset);
     st_.polls.inc();
-    if ((v & wire::vtd::kVcrspIp) == 0) return v;
+    if ((v & wire::vtd::kVcrspIp) == 0) {
+      *rsp = v;
+      return true;
+    }
     if ((spins & 63) == 0) {
-      if (std::chrono::steady_clock::now() >= deadline) return fail(Errc::timed_out);
+      if (std::chrono::steady_clock::now() >= deadline) return false;
       std::this_thread::yield();
     }
   }
 }
 
-Result<std::uint64_t> VtdGuestDriver::run_locked(std::uint8_t cmd, Id operand) noexcept {
+bool VtdGuestDriver::run_locked(std::uint8_t cmd, Id operand, std::uint64_t* rsp) noexcept {
   if (stale_cmd_ != 0) {
     // A command that timed out earlier: wait for it so its response is not taken for ours.
-    Result<std::uint64_t> late = poll_locked();
-    if (!late) {
+    std::uint64_t late = 0;
+    if (!poll_locked(&late)) {
       st_.timeouts.inc();
       log(LogLevel::error, "vtd-vcmd: command %u still in progress", stale_cmd_);
-      return late;
+      return false;
     }
     st_.late_responses.inc();
     const std::uint8_t stale = stale_cmd_;
     stale_cmd_ = 0;
-    const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, *late);
+    const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, late);
     if (stale == wire::vtd::kVcmdAllocPasid &&
         wire::vtd::decode_status(l_, stale, f.sc) == VcmdStatus::success) {
       // Nobody received this PASID: give it back rather than leak it in the host.
       log(LogLevel::warning, "vtd-vcmd: late ALLOC answer %u freed", f.result);
       write_vcmd_locked(wire::vtd::encode_vcmd(l_, wire::vtd::kVcmdFreePasid, f.result));
-      if (!poll_locked()) {
+      if (!poll_locked(&late)) {
         st_.timeouts.inc();
         stale_cmd_ = wire::vtd::kVcmdFreePasid;
-        return fail(Errc::timed_out);
+        return false;
       }
     }
   }
   write_vcmd_locked(wire::vtd::encode_vcmd(l_, cmd, operand));
-  Result<std::uint64_t> rsp = poll_locked();
-  if (!rsp) {
+  if (!poll_locked(rsp)) {
     st_.timeouts.inc();
     stale_cmd_ = cmd;
     log(LogLevel::error, "vtd-vcmd: command %u timed out (VCRSP.IP still set)", cmd);
+    return false;
   }
-  return rsp;
+  return true;
 }
 
 Result<Id> VtdGuestDriver::vcmd_alloc() noexcept {
   if (!vcmd_capable()) return fail(Errc::unsupported);
-  Result<std::uint64_t> rsp;
+  std::uint64_t rsp = 0;
+  bool answered;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    rsp = run_locked(wire::vtd::kVcmdAllocPasid, 0);
+    internal::FutexWordLock cmd_lock(mu_);
+    std::lock_guard<internal::FutexWordLock> lock(cmd_lock);
+    answered = run_locked(wire::vtd::kVcmdAllocPasid, 0, &rsp);
   }
-  if (!rsp) return fail(rsp.error());
-  const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, *rsp);
+  if (!answered) return fail(Errc::timed_out);
+  const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, rsp);
   const VcmdStatus s = wire::vtd::decode_status(l_, wire::vtd::kVcmdAllocPasid, f.sc);
   if (s == VcmdStatus::success) {
     st_.allocs.inc();
@@ -157,16 +167,18 @@ void VtdGuestDriver::vcmd_free(Id pasid) noexcept {
     log(LogLevel::warning, "vtd-vcmd: FREE %u: no virtual command support", pasid);
     return;
   }
-  Result<std::uint64_t> rsp;
+  std::uint64_t rsp = 0;
+  bool answered;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    rsp = run_locked(wire::vtd::kVcmdFreePasid, pasid);
+    internal::FutexWordLock cmd_lock(mu_);
+    std::lock_guard<internal::FutexWordLock> lock(cmd_lock);
+    answered = run_locked(wire::vtd::kVcmdFreePasid, pasid, &rsp);
   }
-  if (!rsp) {
+  if (!answered) {
     st_.free_errors.inc();
     return;  // logged by run_locked
   }
-  const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, *rsp);
+  const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, rsp);
   const VcmdStatus s = wire::vtd::decode_status(l_, wire::vtd::kVcmdFreePasid, f.sc);
   if (s == VcmdStatus::success) {
     st_.frees.inc();

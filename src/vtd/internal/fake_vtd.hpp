@@ -53,21 +53,24 @@ class ScriptedBackend final : public HostBackend {
     return frees_;
   }
 
-  Result<Id> alloc(Id min, Id max) noexcept override {
+  Errc alloc_raw(Id min, Id max, Id* out) noexcept override {
     gate();
-    if (alloc_error != Errc{}) return fail(alloc_error);
-    if (fixed_answer != kInvalidId) return fixed_answer;
-    return next_.alloc(min, max);
+    if (alloc_error != Errc{}) return alloc_error;
+    if (fixed_answer != kInvalidId) {
+      *out = fixed_answer;
+      return Errc{};
+    }
+    return next_.alloc_raw(min, max, out);
   }
-  Result<void> free(Id id) noexcept override {
+  Errc free_raw(Id id) noexcept override {
     gate();
     {
       std::lock_guard<std::mutex> lock(mu_);
       frees_.push_back(id);
     }
-    if (free_error != Errc{}) return fail(free_error);
-    if (id == fixed_answer) return {};
-    return next_.free(id);
+    if (free_error != Errc{}) return free_error;
+    if (id == fixed_answer) return Errc{};
+    return next_.free_raw(id);
   }
   Result<void> get(Id id) noexcept override { return next_.get(id); }
   Result<bool> put(Id id) noexcept override { return next_.put(id); }
