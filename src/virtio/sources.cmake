@@ -4,3 +4,7 @@
 # virtqueue and guest driver add their sources here as they land.
 target_sources(ioasid_objects PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/request_parser.cc)
+# The split virtqueue, guest memory (memfd-shareable), the transport front-end and guest driver.
+target_sources(ioasid_objects PRIVATE
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/guest_memory.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtqueue.cc)

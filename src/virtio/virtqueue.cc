@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: Apache-2.0
+// virtqueue.cc: the split virtqueue (virtio 1.2 §2.7): DeviceQueue (pop, descriptor walk with every
+// broken-transport check, gather / scatter through per-queue scratch, used ring, notification
+// suppression) and DriverQueue (free list, avail ring, used reaping).
+//
+// Invariants: every guest address is translated through GuestMemory (bounds- and overflow-checked)
+// before use; a chain walk visits at most `size` descriptors (or the indirect table's entries), so
+// it ends whatever the descriptors hold; nothing allocates after setup().
+#include "ioasid/virtqueue.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstring>
+#include <new>
+
+namespace ioasid::virtio {
+namespace {
+
+static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big);
+
+constexpr std::uint16_t from_le(std::uint16_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) return __builtin_bswap16(v);
+  return v;
+}
+
+// The shared ring words: 2-byte aligned (checked at setup), accessed atomically because the other
+// end may be running at the same time.
+std::uint16_t load16(std::byte* p, std::memory_order mo) noexcept {
+  return from_le(std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).load(mo));
+}
+void store16(std::byte* p, std::uint16_t v, std::memory_order mo) noexcept {
+  std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).store(from_le(v), mo);
+}
+
+// virtio 1.2 §2.7.10: vring_need_event.
+constexpr bool need_event(std::uint16_t event, std::uint16_t new_idx, std::uint16_t old) noexcept {
+  return static_cast<std::uint16_t>(new_idx - event - 1) < static_cast<std::uint16_t>(new_idx - old);
+}
+
+bool aligned(const void* p, std::uintptr_t a) noexcept {
+  return (reinterpret_cast<std::uintptr_t>(p) & (a - 1)) == 0;
+}
+
+// Translates the three parts of a valid layout; false if any is outside mem or misaligned on the
+// host side.
+bool map_parts(const GuestMemory& mem, const VirtqueueLayout& l, std::byte** desc, std::byte** avail,
+               std::byte** used) noexcept {
+  *desc = mem.translate(l.desc, desc_table_bytes(l.size));
+  *avail = mem.translate(l.avail, avail_ring_bytes(l.size));
+  *used = mem.translate(l.used, used_ring_bytes(l.size));
+  return *desc != nullptr && *avail != nullptr && *used != nullptr && aligned(*avail, 2) &&
+         aligned(*used, 4);
+}
+
+}  // namespace
+
+bool layout_valid(const VirtqueueLayout& l) noexcept {
+  const std::uint32_t n = l.size;
+  if (n == 0 || n > kMaxQueueSize || (n & (n - 1)) != 0) return false;
+  if ((l.desc & 15) != 0 || (l.avail & 1) != 0 || (l.used & 3) != 0) return false;
+  const auto fits = [](std::uint64_t base, std::uint64_t len) { return base <= ~std::uint64_t{0} - len; };
+  return fits(l.desc, desc_table_bytes(n)) && fits(l.avail, avail_ring_bytes(n)) &&
+         fits(l.used, used_ring_bytes(n));
+}
+
+const char* to_string(QueueFault f) noexcept {
+  switch (f) {
+    case QueueFault::none: return "none";
+    case QueueFault::bad_layout: return "bad_layout";
+    case QueueFault::avail_idx_jump: return "avail_idx_jump";
+    case QueueFault::desc_index: return "desc_index";
+    case QueueFault::chain_too_long: return "chain_too_long";
+    case QueueFault::desc_address: return "desc_address";
+    case QueueFault::zero_length: return "zero_length";
+    case QueueFault::write_before_read: return "write_before_read";
+    case QueueFault::indirect_nested: return "indirect_nested";
+    case QueueFault::indirect_bad: return "indirect_bad";
+    case QueueFault::chain_bytes: return "chain_bytes";
+    case QueueFault::used_overflow: return "used_overflow";
+  }
+  return "unknown";
+}
+
+// ---- DeviceQueue --------------------------------------------------------------------------------
+
+Result<void> DeviceQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l,
+                                const DeviceQueueOptions& o) noexcept {
+  reset();
+  std::byte *d = nullptr, *a = nullptr, *u = nullptr;
+  if (!layout_valid(l) || !map_parts(mem, l, &d, &a, &u)) {
+    fault_ = QueueFault::bad_layout;
+    return ioasid::fail(Errc::invalid_argument);
+  }
+  try {
+    wsegs_.resize(l.size);
+    rscratch_.resize(o.max_readable);
+    wscratch_.resize(o.max_writable);
+  } catch (const std::bad_alloc&) {
+    return ioasid::fail(Errc::no_memory);
+  }
+  l_ = l;
+  o_ = o;
+  desc_ = d;
+  avail_ = a;
+  used_ = u;
+  // The device starts from whatever the rings say now (zero after a driver's setup).
+  last_avail_ = 0;
+  used_shadow_ = used_published_ = 0;
+  mem_ = &mem;
+  return {};
+}
+
+void DeviceQueue::reset() noexcept {
+  mem_ = nullptr;
+  fault_ = QueueFault::none;
+  desc_ = avail_ = used_ = nullptr;
+  last_avail_ = used_shadow_ = used_published_ = 0;
+  popped_ = false;
+  nwsegs_ = 0;
+}
+
+bool DeviceQueue::fail(QueueFault f) noexcept {
+  if (fault_ == QueueFault::none) fault_ = f;
+  return false;
+}
+
+bool DeviceQueue::pending() const noexcept {
+  if (!ready()) return false;
+  return load16(avail_ + 2, std::memory_order_acquire) != last_avail_;
+}
+
+DeviceQueue::Pop DeviceQueue::pop(Chain& out) noexcept {
+  if (fault_ != QueueFault::none) return Pop::broken;
+  if (mem_ == nullptr) return Pop::empty;
+  if (popped_) {  // the previous chain was never pushed: give it back to the device first
+    fail(QueueFault::used_overflow);
+    return Pop::broken;
+  }
+  const std::uint16_t avail_idx = load16(avail_ + 2, std::memory_order_acquire);
+  const std::uint16_t n = static_cast<std::uint16_t>(avail_idx - last_avail_);
+  if (n == 0) return Pop::empty;
+  if (n > l_.size) {
+    fail(QueueFault::avail_idx_jump);
+    return Pop::broken;
+  }
+  const std::uint32_t slot = last_avail_ & (l_.size - 1u);
+  const std::uint16_t head = load16(avail_ + 4 + 2 * slot, std::memory_order_relaxed);
+  if (!walk(head, out)) return Pop::broken;
+  ++last_avail_;
+  popped_ = true;
+  ++st_.chains;
+  if (out.oversized) ++st_.oversized;
+  return Pop::chain;
+}
+
+void DeviceQueue::unpop() noexcept {
+  if (!popped_) return;
+  popped_ = false;
+  --last_avail_;
+  --st_.chains;
+}
+
+bool DeviceQueue::walk(std::uint16_t head, Chain& out) noexcept {
+  const std::byte* table = desc_;
+  std::uint32_t table_n = l_.size;
+  std::uint32_t budget = l_.size;
+  bool indirect = false;
+  bool seen_write = false;
+  bool oversized = false;
+  std::uint32_t rlen = 0;
+  std::uint64_t total = 0, wtotal = 0;
+  nwsegs_ = 0;
+  std::uint32_t idx = head;
+  for (bool first = true;; first = false) {
+    if (idx >= table_n) return fail(QueueFault::desc_index);
+    if (budget == 0) return fail(QueueFault::chain_too_long);
+    --budget;
+    VirtqDesc d;
+    std::memcpy(&d, table + 16u * idx, sizeof(d));  // one copy: the guest may change it later
+    const std::uint64_t addr = d.addr.load();
+    const std::uint32_t len = d.len.load();
+    const std::uint16_t flags = d.flags.load();
+    if ((flags & kDescFIndirect) != 0) {
+      if (indirect) return fail(QueueFault::indirect_nested);
+      // Only the head may point to a table (as every driver does), never together with NEXT.
+      if (!o_.indirect || !first || (flags & kDescFNext) != 0 || len == 0 || len % 16 != 0 ||
+          len / 16 > l_.size) {
+        return fail(QueueFault::indirect_bad);
+      }
+      table = mem_->translate(addr, len);
+      if (table == nullptr) return fail(QueueFault::desc_address);
+      table_n = len / 16;
+      budget = table_n;
+      indirect = true;
+      idx = 0;
+      continue;
+    }
+    if (len == 0) return fail(QueueFault::zero_length);
+    const std::byte* p = mem_->translate(addr, len);
+    if (p == nullptr) return fail(QueueFault::desc_address);
+    total += len;
+    if (total > 0xFFFF'FFFFull) return fail(QueueFault::chain_bytes);
+    if ((flags & kDescFWrite) != 0) {
+      seen_write = true;
+      wsegs_[nwsegs_++] = {addr, len};  // nwsegs_ < size: at most size descriptors per chain
+      wtotal += len;
+    } else {
+      if (seen_write) return fail(QueueFault::write_before_read);
+      if (!oversized) {
+        if (len > rscratch_.size() - rlen) {
+          oversized = true;
+        } else {
+          std::memcpy(rscratch_.data() + rlen, p, len);
+          rlen += len;
+        }
+      }
+    }
+    if ((flags & kDescFNext) == 0) break;
+    idx = d.next.load();
+  }
+  out.head = head;
+  out.oversized = oversized;
+  out.readable = oversized ? std::span<const std::byte>{}
+                           : std::span<const std::byte>(rscratch_.data(), rlen);
+  out.writable_total = static_cast<std::uint32_t>(wtotal);
+  out.writable = std::span<std::byte>(wscratch_.data(),
+                                      std::min<std::uint64_t>(wtotal, wscratch_.size()));
+  return true;
+}
+
+bool DeviceQueue::push(const Chain& c, std::uint32_t written) noexcept {
+  if (fault_ != QueueFault::none) return false;
+  if (!popped_) return fail(QueueFault::used_overflow);
+  popped_ = false;
+  written = static_cast<std::uint32_t>(std::min<std::size_t>(written, c.writable.size()));
+  // Scatter: the segments were validated by pop(); translate again (cheap) rather than keep
+  // pointers around.
+  std::uint32_t off = 0;
+  for (std::size_t i = 0; i < nwsegs_ && off < written; ++i) {
+    const std::uint32_t n = std::min(wsegs_[i].len, written - off);
+    std::byte* p = mem_->translate(wsegs_[i].addr, n);
+    if (p == nullptr) return fail(QueueFault::desc_address);
+    std::memcpy(p, c.writable.data() + off, n);
+    off += n;
+  }
+  VirtqUsedElem e;
+  e.id.store(c.head);
+  e.len.store(written);
+  const std::uint32_t slot = used_shadow_ & (l_.size - 1u);
+  std::memcpy(used_ + 4 + 8 * slot, &e, sizeof(e));
+  ++used_shadow_;
+  ++st_.used;
+  return true;
+}
+
+bool DeviceQueue::publish() noexcept {
+  if (mem_ == nullptr || used_shadow_ == used_published_) return false;
+  const std::uint16_t old = used_published_;
+  store16(used_ + 2, used_shadow_, std::memory_order_release);
+  used_published_ = used_shadow_;
+  // The used idx store must be visible before the driver's suppression word is read (§2.7.10).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool want;
+  if (o_.event_idx) {
+    const std::uint16_t ev = load16(avail_ + 4 + 2u * l_.size, std::memory_order_relaxed);
+    want = need_event(ev, used_shadow_, old);
+  } else {
+    want = (load16(avail_, std::memory_order_relaxed) & kAvailFNoInterrupt) == 0;
+  }
+  if (want) {
+    ++st_.interrupts;
+  } else {
+    ++st_.interrupts_suppressed;
+  }
+  return want;
+}
+
+bool DeviceQueue::enable_kicks(bool enable) noexcept {
+  if (mem_ == nullptr) return false;
+  if (o_.event_idx) {
+    // avail_event: kick me when the driver publishes past what I have popped.
+    if (enable) store16(used_ + 4 + 8u * l_.size, last_avail_, std::memory_order_relaxed);
+  } else {
+    store16(used_, enable ? 0 : kUsedFNoNotify, std::memory_order_relaxed);
+  }
+  if (!enable) return false;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return pending();
+}
+
+// ---- DriverQueue --------------------------------------------------------------------------------
+
+Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l,
+                                bool event_idx) noexcept {
+  std::byte *d = nullptr, *a = nullptr, *u = nullptr;
+  if (!layout_valid(l) || !map_parts(mem, l, &d, &a, &u)) return fail(Errc::invalid_argument);
+  try {
+    next_free_.assign(l.size, 0);
+    chain_len_.assign(l.size, 0);
+    chain_tail_.assign(l.size, 0);
+  } catch (const std::bad_alloc&) {
+    return fail(Errc::no_memory);
+  }
+  std::memset(d, 0, desc_table_bytes(l.size));
+  std::memset(a, 0, avail_ring_bytes(l.size));
+  std::memset(u, 0, used_ring_bytes(l.size));
+  for (std::uint32_t i = 0; i < l.size; ++i) {
+    next_free_[i] = static_cast<std::uint16_t>((i + 1) & (l.size - 1u));
+  }
+  mem_ = &mem;
+  l_ = l;
+  event_idx_ = event_idx;
+  desc_ = d;
+  avail_ = a;
+  used_ = u;
+  free_head_ = 0;
+  nfree_ = l.size;
+  avail_shadow_ = avail_published_ = last_used_ = 0;
+  bad_used_ = 0;
+  return {};
+}
+
+Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> bufs) noexcept {
+  if (mem_ == nullptr || bufs.empty()) return fail(Errc::invalid_argument);
+  if (bufs.size() > nfree_) return fail(Errc::exhausted);
+  for (std::size_t i = 1; i < bufs.size(); ++i) {
+    if (bufs[i - 1].device_writable && !bufs[i].device_writable) {
+      return fail(Errc::invalid_argument);
+    }
+  }
+  const std::uint16_t head = free_head_;
+  std::uint16_t cur = head, last = head;
+  for (std::size_t i = 0; i < bufs.size(); ++i) {
+    const std::uint16_t nxt = next_free_[cur];
+    const bool more = i + 1 < bufs.size();
+    VirtqDesc d;
+    d.addr.store(bufs[i].gpa);
+    d.len.store(bufs[i].len);
+    d.flags.store(static_cast<std::uint16_t>((bufs[i].device_writable ? kDescFWrite : 0) |
+                                             (more ? kDescFNext : 0)));
+    d.next.store(more ? nxt : 0);
+    std::memcpy(desc_ + 16u * cur, &d, sizeof(d));
+    last = cur;
+    cur = nxt;
+  }
+  free_head_ = cur;
+  nfree_ -= static_cast<std::uint32_t>(bufs.size());
+  chain_len_[head] = static_cast<std::uint16_t>(bufs.size());
+  chain_tail_[head] = last;
+  const std::uint32_t slot = avail_shadow_ & (l_.size - 1u);
+  store16(avail_ + 4 + 2 * slot, head, std::memory_order_relaxed);
+  ++avail_shadow_;
+  return head;
+}
+
+bool DriverQueue::publish() noexcept {
+  if (mem_ == nullptr || avail_shadow_ == avail_published_) return false;
+  const std::uint16_t old = avail_published_;
+  store16(avail_ + 2, avail_shadow_, std::memory_order_release);
+  avail_published_ = avail_shadow_;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // §2.7.13.4: idx before the flags read
+  if (event_idx_) {
+    const std::uint16_t ev = load16(used_ + 4 + 8u * l_.size, std::memory_order_relaxed);
+    return need_event(ev, avail_shadow_, old);
+  }
+  return (load16(used_, std::memory_order_relaxed) & kUsedFNoNotify) == 0;
+}
+
+std::optional<DriverQueue::Used> DriverQueue::pop_used() noexcept {
+  if (mem_ == nullptr) return std::nullopt;
+  for (;;) {
+    const std::uint16_t idx = load16(used_ + 2, std::memory_order_acquire);
+    if (idx == last_used_) return std::nullopt;
+    VirtqUsedElem e;
+    std::memcpy(&e, used_ + 4 + 8u * (last_used_ & (l_.size - 1u)), sizeof(e));
+    ++last_used_;
+    if (event_idx_) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_relaxed);
+    const std::uint32_t id = e.id.load();
+    if (id >= l_.size || chain_len_[id] == 0) {
+      ++bad_used_;  // a device bug: never free what is not in flight
+      continue;
+    }
+    next_free_[chain_tail_[id]] = free_head_;
+    free_head_ = static_cast<std::uint16_t>(id);
+    nfree_ += chain_len_[id];
+    chain_len_[id] = 0;
+    return Used{static_cast<std::uint16_t>(id), e.len.load()};
+  }
+}
+
+bool DriverQueue::enable_interrupts(bool enable) noexcept {
+  if (mem_ == nullptr) return false;
+  if (event_idx_) {
+    if (enable) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_relaxed);
+  } else {
+    store16(avail_, enable ? 0 : kAvailFNoInterrupt, std::memory_order_relaxed);
+  }
+  if (!enable) return false;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return load16(used_ + 2, std::memory_order_acquire) != last_used_;
+}
+
+}  // namespace ioasid::virtio
