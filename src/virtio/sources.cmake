@@ -7,4 +7,5 @@ target_sources(ioasid_objects PRIVATE
 # The split virtqueue, guest memory (memfd-shareable), the transport front-end and guest driver.
 target_sources(ioasid_objects PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/guest_memory.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtqueue.cc)
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtqueue.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_transport.cc)
