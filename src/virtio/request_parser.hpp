@@ -53,11 +53,10 @@
 
 #include <tl/expected.hpp>
 
+#include "ioasid/virtio_iommu_types.hpp"
 #include "ioasid/wire/virtio_iommu.hpp"
 
 namespace ioasid::virtio {
-
-namespace vi = ::ioasid::wire::virtio_iommu;
 
 // ---- decoded requests (host byte order; ranges inclusive, [virt_start, virt_end]) ---------------
 
@@ -127,20 +126,7 @@ using Request =
 // The wire type of a decoded request.
 [[nodiscard]] vi::ReqType request_type(const Request& r) noexcept;
 
-// ---- parse outcome ------------------------------------------------------------------------------
-
-enum class ParseError : std::uint8_t {
-  no_head = 1,        // fewer than 4 readable bytes                         -> used length 0
-  unknown_type,       // head.type is not a request this parser knows        -> used length 0
-  probe_not_offered,  // PROBE without VIRTIO_IOMMU_F_PROBE                  -> used length 0
-  too_short,          // readable part shorter than the type's               -> used length 0
-  too_long,           // readable part longer than the type's                -> S_INVAL
-  not_negotiated,     // the request's feature bit was not negotiated        -> S_UNSUPP
-  reserved_nonzero,   // a reserved field the device checks is not zero      -> S_INVAL
-  unknown_flags,      // a flag bit that is undefined or not negotiated      -> S_INVAL
-  inverted_range,     // virt_start > virt_end                               -> S_INVAL
-  range_overflow,     // MAP length or phys end does not fit in 64 bits      -> S_RANGE
-};
+// ---- parse outcome (ParseError: ioasid/virtio_iommu_types.hpp) ---------------------------------
 
 using ParseResult = tl::expected<Request, ParseError>;
 
@@ -192,26 +178,11 @@ struct EncodedRequest {
 [[nodiscard]] bool encode_alloc_pasid_reply(std::span<std::byte> out, vi::Status status,
                                             std::uint32_t pasid) noexcept;
 
-// A reserved region of an endpoint, [start, end] inclusive.
-struct ResvMemRegion {
-  std::uint8_t subtype = vi::kResvMemTReserved;  // kResvMemTReserved or kResvMemTMsi
-  std::uint64_t start = 0;
-  std::uint64_t end = 0;
-};
-
 // Fills PROBE's properties[] (out is exactly properties[probe_size]) with one RESV_MEM property
 // per region, then zeroes to the end (which also terminates the list, type 0).
 // Returns: the bytes of properties written, or nullopt (nothing written) if they do not fit.
 [[nodiscard]] std::optional<std::size_t> encode_probe_properties(
     std::span<std::byte> out, std::span<const ResvMemRegion> regions) noexcept;
-
-// A fault report for the event queue.
-struct FaultEvent {
-  std::uint8_t reason = vi::kFaultRUnknown;
-  std::uint32_t flags = 0;  // kFaultF*; kFaultFAddress is set by encode_fault when address is set
-  std::uint32_t endpoint = 0;
-  std::optional<std::uint64_t> address;
-};
 
 // Writes a 24-byte struct virtio_iommu_fault at out[0, 24) (reserved fields zero, undefined flag
 // bits cleared). Returns false (nothing written) if out is shorter.

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # virtio-iommu (issue 4): the wire layer (request parser, encoders). The status codes for host
-# errors are a column of the central error table (src/common/errc.cc). The device model,
-# virtqueue and guest driver add their sources here as they land.
+# errors are a column of the central error table (src/common/errc.cc). The device model core
+# (IommuDevice, include/ioasid/virtio_iommu_device.hpp); the virtqueue and guest driver add their
+# sources here as they land.
 target_sources(ioasid_objects PRIVATE
-  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/request_parser.cc)
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/request_parser.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/iommu_device.cc)
 # The split virtqueue, guest memory (memfd-shareable), the transport front-end and guest driver.
 target_sources(ioasid_objects PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/guest_memory.cc
