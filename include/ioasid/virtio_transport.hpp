@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 
 #include "ioasid/export.h"
@@ -77,9 +78,11 @@ class VirtioDeviceModel {
   // used length (bytes written at the start of writable).
   virtual std::size_t handle_request(unsigned queue, std::span<const std::byte> readable,
                                      std::span<std::byte> writable) noexcept = 0;
-  // Event queues: writes the next event into out and returns its length, or 0 when there is
-  // none (nothing is consumed then).
-  virtual std::size_t next_event(unsigned queue, std::span<std::byte> out) noexcept = 0;
+  // Event queues: writes the next event into out and returns its length; nullopt when there is
+  // none (the buffer is kept for later). A buffer too small for the event may be returned with
+  // 0 (the event stays queued for the next buffer).
+  virtual std::optional<std::size_t> next_event(unsigned queue,
+                                                std::span<std::byte> out) noexcept = 0;
   // fn is called (any thread) when an event becomes available; nullptr clears it.
   virtual void set_event_notifier(std::function<void()> fn) = 0;
   virtual void reset() noexcept = 0;

@@ -173,7 +173,9 @@ class IOASID_API DeviceQueue {
                      const DeviceQueueOptions& o) noexcept;
   // Back to not ready (device reset). Scratch buffers are kept.
   void reset() noexcept;
-  [[nodiscard]] bool ready() const noexcept { return mem_ != nullptr && fault_ == QueueFault::none; }
+  [[nodiscard]] bool ready() const noexcept {
+    return mem_ != nullptr && fault_ == QueueFault::none;
+  }
   [[nodiscard]] QueueFault fault() const noexcept { return fault_; }
   [[nodiscard]] const VirtqueueLayout& layout() const noexcept { return l_; }
 

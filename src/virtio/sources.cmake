@@ -10,4 +10,6 @@ target_sources(ioasid_objects PRIVATE
 target_sources(ioasid_objects PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/guest_memory.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtqueue.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_transport.cc)
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_transport.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_iommu_transport.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_iommu_guest_driver.cc)

@@ -9,3 +9,4 @@ ioasid_add_fuzzer(virtio_request_parser_fuzz SOURCES src/virtio/request_parser_f
 # The split virtqueue (every broken-transport case), the transport front-end, the guest driver,
 # the end-to-end run with VT-d beside it, the cross-process (memfd + eventfd) test, the fuzzer.
 ioasid_add_test(virtio_virtqueue_test SOURCES src/virtio/virtqueue_test.cc)
+ioasid_add_test(virtio_transport_test SOURCES src/virtio/virtio_transport_test.cc)

@@ -59,8 +59,8 @@ void VirtioTransport::set_status(std::uint8_t v) noexcept {
     return;
   }
   const std::uint8_t cur = status_.load(std::memory_order_acquire);
-  constexpr std::uint8_t kDriverBits = kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk |
-                                       kStatusDriverOk | kStatusFailed;
+  constexpr std::uint8_t kDriverBits =
+      kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk | kStatusFailed;
   // The driver never clears a bit (only a reset does) and never sets NEEDS_RESET.
   if ((cur & kDriverBits & ~v) != 0 || (v & ~kDriverBits) != 0) st_.status_refused.inc();
   if ((cur & kDriverBits & ~v) != 0) return;
@@ -205,16 +205,18 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
       break;
     }
     if (p == DeviceQueue::Pop::empty) {
-      if (events || !q.q.enable_kicks(true)) break;  // re-armed, and nothing slipped in
+      if (!q.q.enable_kicks(true)) break;  // re-armed, and nothing slipped in
       continue;
     }
     std::size_t used = 0;
     if (events) {
-      used = dev_.next_event(queue, c.writable);
-      if (used == 0) {
+      const std::optional<std::size_t> ev = dev_.next_event(queue, c.writable);
+      if (!ev) {
         q.q.unpop();  // no event: keep the buffer for the next one
+        q.q.enable_kicks(true);
         break;
       }
+      used = *ev;
       st_.events.inc();
     } else if (c.oversized) {
       st_.oversized.inc();  // more readable bytes than any request of the device: not parsed

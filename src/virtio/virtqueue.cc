@@ -17,7 +17,8 @@
 namespace ioasid::virtio {
 namespace {
 
-static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big);
+static_assert(std::endian::native == std::endian::little ||
+              std::endian::native == std::endian::big);
 
 constexpr std::uint16_t from_le(std::uint16_t v) noexcept {
   if constexpr (std::endian::native == std::endian::big) return __builtin_bswap16(v);
@@ -35,7 +36,8 @@ void store16(std::byte* p, std::uint16_t v, std::memory_order mo) noexcept {
 
 // virtio 1.2 §2.7.10: vring_need_event.
 constexpr bool need_event(std::uint16_t event, std::uint16_t new_idx, std::uint16_t old) noexcept {
-  return static_cast<std::uint16_t>(new_idx - event - 1) < static_cast<std::uint16_t>(new_idx - old);
+  return static_cast<std::uint16_t>(new_idx - event - 1) <
+         static_cast<std::uint16_t>(new_idx - old);
 }
 
 bool aligned(const void* p, std::uintptr_t a) noexcept {
@@ -44,8 +46,8 @@ bool aligned(const void* p, std::uintptr_t a) noexcept {
 
 // Translates the three parts of a valid layout; false if any is outside mem or misaligned on the
 // host side.
-bool map_parts(const GuestMemory& mem, const VirtqueueLayout& l, std::byte** desc, std::byte** avail,
-               std::byte** used) noexcept {
+bool map_parts(const GuestMemory& mem, const VirtqueueLayout& l, std::byte** desc,
+               std::byte** avail, std::byte** used) noexcept {
   *desc = mem.translate(l.desc, desc_table_bytes(l.size));
   *avail = mem.translate(l.avail, avail_ring_bytes(l.size));
   *used = mem.translate(l.used, used_ring_bytes(l.size));
@@ -59,25 +61,39 @@ bool layout_valid(const VirtqueueLayout& l) noexcept {
   const std::uint32_t n = l.size;
   if (n == 0 || n > kMaxQueueSize || (n & (n - 1)) != 0) return false;
   if ((l.desc & 15) != 0 || (l.avail & 1) != 0 || (l.used & 3) != 0) return false;
-  const auto fits = [](std::uint64_t base, std::uint64_t len) { return base <= ~std::uint64_t{0} - len; };
+  const auto fits = [](std::uint64_t base, std::uint64_t len) {
+    return base <= ~std::uint64_t{0} - len;
+  };
   return fits(l.desc, desc_table_bytes(n)) && fits(l.avail, avail_ring_bytes(n)) &&
          fits(l.used, used_ring_bytes(n));
 }
 
 const char* to_string(QueueFault f) noexcept {
   switch (f) {
-    case QueueFault::none: return "none";
-    case QueueFault::bad_layout: return "bad_layout";
-    case QueueFault::avail_idx_jump: return "avail_idx_jump";
-    case QueueFault::desc_index: return "desc_index";
-    case QueueFault::chain_too_long: return "chain_too_long";
-    case QueueFault::desc_address: return "desc_address";
-    case QueueFault::zero_length: return "zero_length";
-    case QueueFault::write_before_read: return "write_before_read";
-    case QueueFault::indirect_nested: return "indirect_nested";
-    case QueueFault::indirect_bad: return "indirect_bad";
-    case QueueFault::chain_bytes: return "chain_bytes";
-    case QueueFault::used_overflow: return "used_overflow";
+    case QueueFault::none:
+      return "none";
+    case QueueFault::bad_layout:
+      return "bad_layout";
+    case QueueFault::avail_idx_jump:
+      return "avail_idx_jump";
+    case QueueFault::desc_index:
+      return "desc_index";
+    case QueueFault::chain_too_long:
+      return "chain_too_long";
+    case QueueFault::desc_address:
+      return "desc_address";
+    case QueueFault::zero_length:
+      return "zero_length";
+    case QueueFault::write_before_read:
+      return "write_before_read";
+    case QueueFault::indirect_nested:
+      return "indirect_nested";
+    case QueueFault::indirect_bad:
+      return "indirect_bad";
+    case QueueFault::chain_bytes:
+      return "chain_bytes";
+    case QueueFault::used_overflow:
+      return "used_overflow";
   }
   return "unknown";
 }
@@ -221,11 +237,11 @@ bool DeviceQueue::walk(std::uint16_t head, Chain& out) noexcept {
   }
   out.head = head;
   out.oversized = oversized;
-  out.readable = oversized ? std::span<const std::byte>{}
-                           : std::span<const std::byte>(rscratch_.data(), rlen);
+  out.readable =
+      oversized ? std::span<const std::byte>{} : std::span<const std::byte>(rscratch_.data(), rlen);
   out.writable_total = static_cast<std::uint32_t>(wtotal);
-  out.writable = std::span<std::byte>(wscratch_.data(),
-                                      std::min<std::uint64_t>(wtotal, wscratch_.size()));
+  out.writable =
+      std::span<std::byte>(wscratch_.data(), std::min<std::uint64_t>(wtotal, wscratch_.size()));
   return true;
 }
 

@@ -19,7 +19,7 @@ namespace {
 constexpr std::uint64_t kBase = 0x10000;  // guest-physical base of the test memory
 constexpr std::uint64_t kMemSize = 0x10000;
 constexpr std::uint16_t kSize = 8;
-constexpr std::uint64_t kBufs = kBase + 0x1000;  // request buffers
+constexpr std::uint64_t kBufs = kBase + 0x1000;   // request buffers
 constexpr std::uint64_t kTable = kBase + 0x8000;  // indirect tables
 
 std::span<const std::byte> bytes(const char* s) {
@@ -116,10 +116,10 @@ TEST(VirtqueueLayoutTest, Validity) {
   EXPECT_TRUE(layout_valid(contiguous_layout(0, 1)));
   EXPECT_TRUE(layout_valid(contiguous_layout(0x1000, 32768)));
   EXPECT_FALSE(layout_valid(contiguous_layout(0, 0)));
-  EXPECT_FALSE(layout_valid(contiguous_layout(0, 3)));      // not a power of 2
-  EXPECT_FALSE(layout_valid(contiguous_layout(0x8, 8)));    // desc not 16-aligned
-  EXPECT_FALSE(layout_valid({8, 0, 0x101, 0x200}));         // avail not 2-aligned
-  EXPECT_FALSE(layout_valid({8, 0, 0x100, 0x202}));         // used not 4-aligned
+  EXPECT_FALSE(layout_valid(contiguous_layout(0, 3)));        // not a power of 2
+  EXPECT_FALSE(layout_valid(contiguous_layout(0x8, 8)));      // desc not 16-aligned
+  EXPECT_FALSE(layout_valid({8, 0, 0x101, 0x200}));           // avail not 2-aligned
+  EXPECT_FALSE(layout_valid({8, 0, 0x100, 0x202}));           // used not 4-aligned
   EXPECT_FALSE(layout_valid({8, ~0ull - 15, 0x100, 0x200}));  // wraps
   DeviceQueue q;
   std::vector<std::byte> b(64);
@@ -443,8 +443,8 @@ TEST_F(VirtqueueTest, ChainTooLongWithoutLoop) {
 TEST_F(VirtqueueTest, BrokenChainOver4GiB) {
   // Two writable buffers of 2 GiB each in a sparse 5 GiB region (never touched).
   constexpr std::uint64_t kHuge = 5ull << 30;
-  void* p = mmap(nullptr, kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p = mmap(nullptr, kHuge, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) GTEST_SKIP() << "no 5 GiB of address space";
   ASSERT_TRUE(mem_.add_region({1ull << 40, kHuge, static_cast<std::byte*>(p)}));
   desc(layout_.desc, 0, 1ull << 40, 0x8000'0000u, kDescFWrite | kDescFNext, 1);
@@ -454,13 +454,14 @@ TEST_F(VirtqueueTest, BrokenChainOver4GiB) {
   munmap(p, kHuge);
 }
 
-// ---- notification suppression --------------------------------------------------------------------
+// ---- notification suppression
+// --------------------------------------------------------------------
 
 TEST_F(VirtqueueTest, FlagsSuppressKicksAndInterrupts) {
   const std::array<DriverQueue::Buffer, 2> chain{{{kBufs, 4, false}, {kBufs + 0x10, 4, true}}};
   dev_.enable_kicks(false);
   drv_.add(chain).value();
-  EXPECT_FALSE(drv_.publish());  // NO_NOTIFY set
+  EXPECT_FALSE(drv_.publish());          // NO_NOTIFY set
   EXPECT_TRUE(dev_.enable_kicks(true));  // re-enabling reports the pending chain
   drv_.add(chain).value();
   EXPECT_TRUE(drv_.publish());
@@ -469,7 +470,7 @@ TEST_F(VirtqueueTest, FlagsSuppressKicksAndInterrupts) {
   DeviceQueue::Chain c;
   ASSERT_EQ(dev_.pop(c), DeviceQueue::Pop::chain);
   dev_.push(c, 4);
-  EXPECT_FALSE(dev_.publish());  // NO_INTERRUPT set
+  EXPECT_FALSE(dev_.publish());               // NO_INTERRUPT set
   EXPECT_TRUE(drv_.enable_interrupts(true));  // and the entry is already there
   ASSERT_EQ(dev_.pop(c), DeviceQueue::Pop::chain);
   dev_.push(c, 4);
