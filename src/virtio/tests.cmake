@@ -6,3 +6,4 @@ ioasid_add_test(virtio_uapi_compat_test SOURCES src/virtio/uapi_compat_test.cc)
 ioasid_add_test(virtio_request_parser_test SOURCES src/virtio/request_parser_test.cc)
 ioasid_add_fuzzer(virtio_request_parser_fuzz SOURCES src/virtio/request_parser_fuzz.cc
                   CORPUS src/virtio/fuzz_corpus)
+ioasid_add_test(virtio_iommu_device_test SOURCES src/virtio/iommu_device_test.cc)
