@@ -36,7 +36,6 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -173,7 +172,8 @@ class IOASID_API IommuDevice {
   // The driver's accepted features (FEATURES_OK). Bits outside vi::kDeviceTypeFeatureMask belong
   // to the transport and are ignored. Returns false (and keeps the previous set) when the
   // device-type bits are not a subset of the offered ones, or are inconsistent
-  // (features_consistent(), and bit 59 without bit 58).
+  // (features_consistent(), and bit 59 without bit 58), or when bit 59 would change while binds
+  // exist (reset first).
   bool set_driver_features(std::uint64_t features) noexcept;
   std::uint64_t negotiated_features() const noexcept;
 

@@ -306,10 +306,12 @@ struct IommuDevice::Impl {
   }
 
   // Drops one bind's host reference (and the host PASID the device allocated for it).
+  // An owned host PASID is freed first (FREE_PENDING while bound), then unbound (released): it
+  // is never free in between, so it cannot be handed to someone else and then freed by us.
   Errc release_bind(const Bind& b) noexcept {
+    if (b.owned) (void)backend.free_raw(b.host);  // busy / not_found: already freed by the VM
     Result<void> r = backend.unbind(b.host);
     if (!r) return r.error();
-    if (b.owned) (void)backend.free_raw(b.host);
     return Errc{};
   }
 
@@ -569,6 +571,10 @@ bool IommuDevice::set_driver_features(std::uint64_t features) noexcept {
     d.log(LogLevel::info, "virtio-iommu: driver features %#llx refused (offered %#llx)",
           static_cast<unsigned long long>(f), static_cast<unsigned long long>(d.offered));
     return false;
+  }
+  std::lock_guard<Mutex> lock(d.mu);
+  if (!d.binds.empty() && d.per_endpoint(f) != d.per_endpoint(d.negotiated.load())) {
+    return false;  // the scope of live binds cannot change under them (reset first)
   }
   d.negotiated.store(f, std::memory_order_relaxed);
   return true;

@@ -7,3 +7,5 @@ ioasid_add_test(virtio_request_parser_test SOURCES src/virtio/request_parser_tes
 ioasid_add_fuzzer(virtio_request_parser_fuzz SOURCES src/virtio/request_parser_fuzz.cc
                   CORPUS src/virtio/fuzz_corpus)
 ioasid_add_test(virtio_iommu_device_test SOURCES src/virtio/iommu_device_test.cc)
+ioasid_add_fuzzer(virtio_device_fuzz SOURCES src/virtio/iommu_device_fuzz.cc
+                  CORPUS src/virtio/device_fuzz_corpus)
