@@ -7,7 +7,7 @@
 //
 // Spec: virtio 1.2/1.3 §5.13 "IOMMU Device" (oasis-tcs/virtio-spec device-types/iommu/
 // description.tex @ b1cf73e9); the PASID extension and every choice where the spec leaves room:
-// docs/virtio-iommu-pasid.md (§6 malformed requests, §7 statuses, §9 device model).
+// docs/virtio-iommu-pasid.md (§5 scopes, §6 malformed requests, §7 statuses, §8 device model).
 //
 // Synopsis
 //   LocalBackend vm(host_space, vm_set);
@@ -19,7 +19,7 @@
 //   auto t = dev.translate(8, iova, Access::write);           // the VMM's DMA path
 //   while (auto f = dev.pop_fault()) { /* encode_fault into an eventq buffer */ }
 //
-// Behaviour in short (details and decisions: docs/virtio-iommu-pasid.md §9):
+// Behaviour in short (details and decisions: docs/virtio-iommu-pasid.md §8):
 //   - Requests whose parse fails answer as parse_request says (used length 0 or a status); a
 //     writable buffer too small for the reply gives used length 0 and changes nothing. Replies are
 //     written at the start of the writable span: [payload][tail]; the used length is that size.

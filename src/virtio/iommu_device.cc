@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // iommu_device.cc: IommuDevice, the host-side virtio-iommu device model core (virtio 1.2/1.3
-// §5.13; the PASID extension and the device's decisions: docs/virtio-iommu-pasid.md §5-§9).
+// §5.13; the PASID extension and the device's decisions: docs/virtio-iommu-pasid.md §5-§8).
 //
 // State: domains (id -> bypass flag, endpoint count, IntervalMap of mappings), endpoints (declared
 // ones from the config, undeclared ones created by ATTACH when allowed), binds ((endpoint, PASID)
