@@ -7,7 +7,7 @@
 //
 // Spec: virtio 1.2/1.3 §5.13 "IOMMU Device" (oasis-tcs/virtio-spec device-types/iommu/
 // description.tex @ b1cf73e9); the PASID extension and every choice where the spec leaves room:
-// docs/virtio-iommu-pasid.md (§6 malformed requests, §7 statuses, §9 device model).
+// docs/virtio-iommu-pasid.md (§5 scopes, §6 malformed requests, §7 statuses, §8 device model).
 //
 // Synopsis
 //   LocalBackend vm(host_space, vm_set);
@@ -19,7 +19,7 @@
 //   auto t = dev.translate(8, iova, Access::write);           // the VMM's DMA path
 //   while (auto f = dev.pop_fault()) { /* encode_fault into an eventq buffer */ }
 //
-// Behaviour in short (details and decisions: docs/virtio-iommu-pasid.md §9):
+// Behaviour in short (details and decisions: docs/virtio-iommu-pasid.md §8):
 //   - Requests whose parse fails answer as parse_request says (used length 0 or a status); a
 //     writable buffer too small for the reply gives used length 0 and changes nothing. Replies are
 //     written at the start of the writable span: [payload][tail]; the used length is that size.
@@ -36,7 +36,6 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -173,7 +172,8 @@ class IOASID_API IommuDevice {
   // The driver's accepted features (FEATURES_OK). Bits outside vi::kDeviceTypeFeatureMask belong
   // to the transport and are ignored. Returns false (and keeps the previous set) when the
   // device-type bits are not a subset of the offered ones, or are inconsistent
-  // (features_consistent(), and bit 59 without bit 58).
+  // (features_consistent(), and bit 59 without bit 58), or when bit 59 would change while binds
+  // exist (reset first).
   bool set_driver_features(std::uint64_t features) noexcept;
   std::uint64_t negotiated_features() const noexcept;
 

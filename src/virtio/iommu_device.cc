@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // iommu_device.cc: IommuDevice, the host-side virtio-iommu device model core (virtio 1.2/1.3
-// §5.13; the PASID extension and the device's decisions: docs/virtio-iommu-pasid.md §5-§9).
+// §5.13; the PASID extension and the device's decisions: docs/virtio-iommu-pasid.md §5-§8).
 //
 // State: domains (id -> bypass flag, endpoint count, IntervalMap of mappings), endpoints (declared
 // ones from the config, undeclared ones created by ATTACH when allowed), binds ((endpoint, PASID)
@@ -125,7 +125,8 @@ struct IommuDevice::Impl {
   std::chrono::steady_clock::time_point log_last;
 
   struct {
-    Counter requests, ok, failed, used_zero, reply_small;
+    // requests and ok are derived (one atomic add per request on the ALLOC/FREE path).
+    Counter failed, used_zero, reply_small;
     std::array<Counter, kParseErrorCount + 1> malformed;
     Counter attaches, detaches, maps, unmaps, probes;
     Counter pasid_allocs, pasid_alloc_fails, pasid_frees, pasid_free_fails, pasid_binds,
@@ -175,7 +176,7 @@ struct IommuDevice::Impl {
 
   // Writes a failure (or a payload-less success) reply for type; writable holds reply_size(type).
   std::size_t reply(vi::ReqType type, std::span<std::byte> w, vi::Status status) noexcept {
-    (status == vi::Status::ok ? st.ok : st.failed).inc();
+    if (status != vi::Status::ok) st.failed.inc();  // successes: the per-type counters
     if (type == vi::ReqType::alloc_pasid) {
       (void)encode_alloc_pasid_reply(w, status, vi::kPasidInvalid);
       return kAllocReply;
@@ -241,7 +242,6 @@ struct IommuDevice::Impl {
       return fail(vi::ReqType::alloc_pasid, w, e);
     }
     st.pasid_allocs.inc();
-    st.ok.inc();
     (void)encode_alloc_pasid_reply(w, vi::Status::ok, id);
     return kAllocReply;
   }
@@ -306,10 +306,12 @@ struct IommuDevice::Impl {
   }
 
   // Drops one bind's host reference (and the host PASID the device allocated for it).
+  // An owned host PASID is freed first (FREE_PENDING while bound), then unbound (released): it
+  // is never free in between, so it cannot be handed to someone else and then freed by us.
   Errc release_bind(const Bind& b) noexcept {
+    if (b.owned) (void)backend.free_raw(b.host);  // busy / not_found: already freed by the VM
     Result<void> r = backend.unbind(b.host);
     if (!r) return r.error();
-    if (b.owned) (void)backend.free_raw(b.host);
     return Errc{};
   }
 
@@ -468,7 +470,6 @@ struct IommuDevice::Impl {
     const std::optional<std::size_t> n = encode_probe_properties(w.first(cfg.probe_size), regions);
     if (!n) return fail(vi::ReqType::probe, w, Errc::io_error);  // cannot happen: sized in ctor
     st.probes.inc();
-    st.ok.inc();
     (void)encode_tail(w.subspan(cfg.probe_size), vi::Status::ok);
     return std::size_t{cfg.probe_size} + kTail;
   }
@@ -570,6 +571,10 @@ bool IommuDevice::set_driver_features(std::uint64_t features) noexcept {
           static_cast<unsigned long long>(f), static_cast<unsigned long long>(d.offered));
     return false;
   }
+  std::lock_guard<Mutex> lock(d.mu);
+  if (!d.binds.empty() && d.per_endpoint(f) != d.per_endpoint(d.negotiated.load())) {
+    return false;  // the scope of live binds cannot change under them (reset first)
+  }
   d.negotiated.store(f, std::memory_order_relaxed);
   return true;
 }
@@ -614,7 +619,6 @@ bool IommuDevice::write_config(std::uint32_t offset, std::span<const std::byte> 
 std::size_t IommuDevice::handle_request(std::span<const std::byte> readable,
                                         std::span<std::byte> writable) noexcept {
   Impl& d = *impl_;
-  d.st.requests.inc();
   const std::uint64_t feats = d.negotiated.load(std::memory_order_relaxed);
   const ParseResult r = parse_request(readable, feats);
   if (!r) return d.parse_failure(readable, writable, r.error());
@@ -749,8 +753,6 @@ Stats IommuDevice::stats() const noexcept {
   const Impl& d = *impl_;
   const auto& s = d.st;
   Stats o;
-  o.requests = s.requests.get();
-  o.ok = s.ok.get();
   o.failed = s.failed.get();
   o.used_zero = s.used_zero.get();
   o.reply_small = s.reply_small.get();
@@ -775,6 +777,9 @@ Stats IommuDevice::stats() const noexcept {
   o.config_writes_refused = s.config_writes_refused.get();
   o.log_lines = s.log_lines.get();
   o.log_dropped = s.log_dropped.get();
+  o.ok = o.attaches + o.detaches + o.maps + o.unmaps + o.probes + o.pasid_allocs + o.pasid_frees +
+         o.pasid_binds + o.pasid_unbinds;
+  o.requests = o.ok + o.failed + o.used_zero;
   std::lock_guard<Mutex> lock(d.mu);
   o.domains = d.domains.size();
   o.endpoints_attached = d.attached_count;

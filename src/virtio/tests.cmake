@@ -6,6 +6,9 @@ ioasid_add_test(virtio_uapi_compat_test SOURCES src/virtio/uapi_compat_test.cc)
 ioasid_add_test(virtio_request_parser_test SOURCES src/virtio/request_parser_test.cc)
 ioasid_add_fuzzer(virtio_request_parser_fuzz SOURCES src/virtio/request_parser_fuzz.cc
                   CORPUS src/virtio/fuzz_corpus)
+ioasid_add_test(virtio_iommu_device_test SOURCES src/virtio/iommu_device_test.cc)
+ioasid_add_fuzzer(virtio_device_fuzz SOURCES src/virtio/iommu_device_fuzz.cc
+                  CORPUS src/virtio/device_fuzz_corpus)
 # The split virtqueue (every broken-transport case), the transport front-end, the guest driver,
 # the end-to-end run with VT-d beside it, the cross-process (memfd + eventfd) test, the fuzzer.
 ioasid_add_test(virtio_virtqueue_test SOURCES src/virtio/virtqueue_test.cc)

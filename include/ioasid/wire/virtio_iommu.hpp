@@ -56,7 +56,7 @@ inline constexpr unsigned kFBypassConfig = 6;  // config.bypass and ATTACH_F_BYP
 inline constexpr unsigned kFPasidAlloc = 56;        // ALLOC_PASID, FREE_PASID, config max_pasid
 inline constexpr unsigned kFPasidMaxReq = 57;       // ALLOC_PASID carries a max_pasid limit
 inline constexpr unsigned kFPasidBind = 58;         // BIND_PASID, UNBIND_PASID (ownership rule)
-inline constexpr unsigned kFPasidPerEndpoint = 59;  // per-endpoint PASID spaces (reserved)
+inline constexpr unsigned kFPasidPerEndpoint = 59;  // per-endpoint PASID spaces (needs 58)
 
 [[nodiscard]] constexpr std::uint64_t feature_bit(unsigned bit) noexcept {
   return std::uint64_t{1} << bit;
