@@ -14,3 +14,5 @@ ioasid_add_fuzzer(virtio_device_fuzz SOURCES src/virtio/iommu_device_fuzz.cc
 ioasid_add_test(virtio_virtqueue_test SOURCES src/virtio/virtqueue_test.cc)
 ioasid_add_test(virtio_transport_test SOURCES src/virtio/virtio_transport_test.cc)
 ioasid_add_test(virtio_end_to_end_test SOURCES src/virtio/virtio_end_to_end_test.cc)
+ioasid_add_fuzzer(virtio_virtqueue_fuzz SOURCES src/virtio/virtqueue_fuzz.cc
+                  CORPUS src/virtio/virtqueue_fuzz_corpus)
