@@ -252,13 +252,27 @@ class IOASID_API DriverQueue {
   // Adds a chain (device-readable buffers first) to the avail ring, unpublished. Returns the head
   // index; exhausted (not enough free descriptors), invalid_argument (empty, or readable after
   // writable).
-  Result<std::uint16_t> add(std::span<const Buffer> bufs) noexcept;
+  Result<std::uint16_t> add(std::span<const Buffer> bufs) noexcept {
+    std::uint16_t head = 0;
+    const Errc e = add_raw(bufs, &head);
+    if (e != Errc{}) return fail(e);
+    return head;
+  }
+  // add() without Result (Errc{} and *head on success): a Result built in memory costs a
+  // store-forwarding stall on this path (see Space::find_raw).
+  Errc add_raw(std::span<const Buffer> bufs, std::uint16_t* head) noexcept;
   // Publishes added chains (release store of avail idx). Returns whether the device wants a kick
   // (NO_NOTIFY clear, or with EVENT_IDX avail_event crossed).
   bool publish() noexcept;
   // The next used entry, freeing its descriptors; nullopt when none. An entry naming a head that
   // is not in flight is skipped and counted (bad_used()).
-  std::optional<Used> pop_used() noexcept;
+  std::optional<Used> pop_used() noexcept {
+    Used u;
+    if (!pop_used_raw(&u)) return std::nullopt;
+    return u;
+  }
+  // pop_used() without optional: true and *out, or false when none.
+  bool pop_used_raw(Used* out) noexcept;
   // Driver-side suppression: ask for interrupts (true) or not. Re-enabling returns whether used
   // entries arrived meanwhile.
   bool enable_interrupts(bool enable) noexcept;

@@ -188,12 +188,13 @@ bool VirtioIommuGuestDriver::wait_locked(std::uint16_t head,
                                          std::chrono::steady_clock::time_point deadline,
                                          std::uint32_t* used) noexcept {
   for (;;) {
-    while (auto u = rq_.pop_used()) {
-      if (u->id == head) {
-        *used = u->len;
+    DriverQueue::Used u;
+    while (rq_.pop_used_raw(&u)) {
+      if (u.id == head) {
+        *used = u.len;
         return true;
       }
-      log(LogLevel::warning, "virtio-iommu: used entry for unknown head %u ignored", u->id);
+      log(LogLevel::warning, "virtio-iommu: used entry for unknown head %u ignored", u.id);
     }
     if ((port_.get_status() & kStatusNeedsReset) != 0) {
       broken_ = true;
@@ -235,18 +236,18 @@ Errc VirtioIommuGuestDriver::run_locked(std::span<const std::byte> readable,
   if (!mem_.write(rbuf_, readable)) return Errc::io_error;
   const std::array<DriverQueue::Buffer, 2> chain{
       {{rbuf_, static_cast<std::uint32_t>(readable.size()), false}, {wbuf_, writable_len, true}}};
-  const Result<std::uint16_t> head = rq_.add(chain);
-  if (!head) return Errc::io_error;  // cannot happen: one chain in flight at most
+  std::uint16_t head = 0;
+  if (rq_.add_raw(chain, &head) != Errc{}) return Errc::io_error;  // one chain in flight at most
   st_.requests.inc();
   if (rq_.publish()) {
     st_.kicks.inc();
     port_.notify(vi::kRequestQueue);
   }
   std::uint32_t used = 0;
-  if (!wait_locked(*head, std::chrono::steady_clock::now() + o_.timeout, &used)) {
+  if (!wait_locked(head, std::chrono::steady_clock::now() + o_.timeout, &used)) {
     if (broken_) return Errc::io_error;
     st_.timeouts.inc();
-    stale_head_ = *head;
+    stale_head_ = head;
     stale_type_ = static_cast<std::uint8_t>(readable[0]);
     log(LogLevel::error, "virtio-iommu: request %#x timed out", stale_type_);
     return Errc::timed_out;

@@ -194,7 +194,7 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
     return 0;
   }
   const bool events = dev_.is_event_queue(queue);
-  std::size_t done = 0;
+  std::size_t done = 0, requests = 0, oversized = 0, filled = 0;  // counted once per drain
   bool broken = false;
   if (!events) q.q.enable_kicks(false);  // no kicks needed while we drain
   for (;;) {
@@ -217,16 +217,19 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
         break;
       }
       used = *ev;
-      st_.events.inc();
+      ++filled;
     } else if (c.oversized) {
-      st_.oversized.inc();  // more readable bytes than any request of the device: not parsed
+      ++oversized;  // more readable bytes than any request of the device: not parsed
     } else {
       used = dev_.handle_request(queue, c.readable, c.writable);
-      st_.requests.inc();
+      ++requests;
     }
     q.q.push(c, static_cast<std::uint32_t>(std::min<std::size_t>(used, c.writable.size())));
     ++done;
   }
+  if (requests != 0) st_.requests.v.fetch_add(requests, std::memory_order_relaxed);
+  if (oversized != 0) st_.oversized.v.fetch_add(oversized, std::memory_order_relaxed);
+  if (filled != 0) st_.events.v.fetch_add(filled, std::memory_order_relaxed);
   if (q.q.publish()) interrupt(queue);
   if (broken) {
     status_.fetch_or(kStatusNeedsReset, std::memory_order_acq_rel);

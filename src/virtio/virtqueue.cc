@@ -25,6 +25,49 @@ constexpr std::uint16_t from_le(std::uint16_t v) noexcept {
   return v;
 }
 
+// Plain little-endian fields of guest memory, one memcpy each (wire::Le stores byte by byte,
+// which costs a store-forwarding stall on this path).
+template <class T>
+T ld(const std::byte* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
+    if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
+    if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
+  }
+  return v;
+}
+template <class T>
+void st(std::byte* p, T v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
+    if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
+    if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
+  }
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// memcpy of a guest buffer: requests are a few bytes, where a libc call costs more than the copy.
+// Never touches a byte outside [0, n) of either side.
+inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+  if (n >= 8 && n <= 16) {
+    std::uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    std::uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else {
+    std::memcpy(dst, src, n);
+  }
+}
+
 // The shared ring words: 2-byte aligned (checked at setup), accessed atomically because the other
 // end may be running at the same time.
 std::uint16_t load16(std::byte* p, std::memory_order mo) noexcept {
@@ -192,11 +235,11 @@ bool DeviceQueue::walk(std::uint16_t head, Chain& out) noexcept {
     if (idx >= table_n) return fail(QueueFault::desc_index);
     if (budget == 0) return fail(QueueFault::chain_too_long);
     --budget;
-    VirtqDesc d;
-    std::memcpy(&d, table + 16u * idx, sizeof(d));  // one copy: the guest may change it later
-    const std::uint64_t addr = d.addr.load();
-    const std::uint32_t len = d.len.load();
-    const std::uint16_t flags = d.flags.load();
+    // Each field is read once: the guest may change the descriptor while we look at it.
+    const std::byte* dp = table + 16u * idx;
+    const auto addr = ld<std::uint64_t>(dp);
+    const auto len = ld<std::uint32_t>(dp + 8);
+    const auto flags = ld<std::uint16_t>(dp + 12);
     if ((flags & kDescFIndirect) != 0) {
       if (indirect) return fail(QueueFault::indirect_nested);
       // Only the head may point to a table (as every driver does), never together with NEXT.
@@ -227,13 +270,13 @@ bool DeviceQueue::walk(std::uint16_t head, Chain& out) noexcept {
         if (len > rscratch_.size() - rlen) {
           oversized = true;
         } else {
-          std::memcpy(rscratch_.data() + rlen, p, len);
+          copy_bytes(rscratch_.data() + rlen, p, len);
           rlen += len;
         }
       }
     }
     if ((flags & kDescFNext) == 0) break;
-    idx = d.next.load();
+    idx = ld<std::uint16_t>(dp + 14);
   }
   out.head = head;
   out.oversized = oversized;
@@ -257,14 +300,12 @@ bool DeviceQueue::push(const Chain& c, std::uint32_t written) noexcept {
     const std::uint32_t n = std::min(wsegs_[i].len, written - off);
     std::byte* p = mem_->translate(wsegs_[i].addr, n);
     if (p == nullptr) return fail(QueueFault::desc_address);
-    std::memcpy(p, c.writable.data() + off, n);
+    copy_bytes(p, c.writable.data() + off, n);
     off += n;
   }
-  VirtqUsedElem e;
-  e.id.store(c.head);
-  e.len.store(written);
   const std::uint32_t slot = used_shadow_ & (l_.size - 1u);
-  std::memcpy(used_ + 4 + 8 * slot, &e, sizeof(e));
+  st<std::uint32_t>(used_ + 4 + 8 * slot, c.head);
+  st<std::uint32_t>(used_ + 8 + 8 * slot, written);
   ++used_shadow_;
   ++st_.used;
   return true;
@@ -337,26 +378,24 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   return {};
 }
 
-Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> bufs) noexcept {
-  if (mem_ == nullptr || bufs.empty()) return fail(Errc::invalid_argument);
-  if (bufs.size() > nfree_) return fail(Errc::exhausted);
+Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
+  if (mem_ == nullptr || bufs.empty()) return Errc::invalid_argument;
+  if (bufs.size() > nfree_) return Errc::exhausted;
   for (std::size_t i = 1; i < bufs.size(); ++i) {
-    if (bufs[i - 1].device_writable && !bufs[i].device_writable) {
-      return fail(Errc::invalid_argument);
-    }
+    if (bufs[i - 1].device_writable && !bufs[i].device_writable) return Errc::invalid_argument;
   }
   const std::uint16_t head = free_head_;
   std::uint16_t cur = head, last = head;
   for (std::size_t i = 0; i < bufs.size(); ++i) {
     const std::uint16_t nxt = next_free_[cur];
     const bool more = i + 1 < bufs.size();
-    VirtqDesc d;
-    d.addr.store(bufs[i].gpa);
-    d.len.store(bufs[i].len);
-    d.flags.store(static_cast<std::uint16_t>((bufs[i].device_writable ? kDescFWrite : 0) |
-                                             (more ? kDescFNext : 0)));
-    d.next.store(more ? nxt : 0);
-    std::memcpy(desc_ + 16u * cur, &d, sizeof(d));
+    std::byte* dp = desc_ + 16u * cur;
+    st<std::uint64_t>(dp, bufs[i].gpa);
+    st<std::uint32_t>(dp + 8, bufs[i].len);
+    st<std::uint16_t>(dp + 12,
+                      static_cast<std::uint16_t>((bufs[i].device_writable ? kDescFWrite : 0) |
+                                                 (more ? kDescFNext : 0)));
+    st<std::uint16_t>(dp + 14, more ? nxt : 0);
     last = cur;
     cur = nxt;
   }
@@ -367,7 +406,8 @@ Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> bufs) noexcept {
   const std::uint32_t slot = avail_shadow_ & (l_.size - 1u);
   store16(avail_ + 4 + 2 * slot, head, std::memory_order_relaxed);
   ++avail_shadow_;
-  return head;
+  *head_out = head;
+  return Errc{};
 }
 
 bool DriverQueue::publish() noexcept {
@@ -383,16 +423,16 @@ bool DriverQueue::publish() noexcept {
   return (load16(used_, std::memory_order_relaxed) & kUsedFNoNotify) == 0;
 }
 
-std::optional<DriverQueue::Used> DriverQueue::pop_used() noexcept {
-  if (mem_ == nullptr) return std::nullopt;
+bool DriverQueue::pop_used_raw(Used* out) noexcept {
+  if (mem_ == nullptr) return false;
   for (;;) {
     const std::uint16_t idx = load16(used_ + 2, std::memory_order_acquire);
-    if (idx == last_used_) return std::nullopt;
-    VirtqUsedElem e;
-    std::memcpy(&e, used_ + 4 + 8u * (last_used_ & (l_.size - 1u)), sizeof(e));
+    if (idx == last_used_) return false;
+    const std::byte* e = used_ + 4 + 8u * (last_used_ & (l_.size - 1u));
+    const auto id = ld<std::uint32_t>(e);
+    const auto len = ld<std::uint32_t>(e + 4);
     ++last_used_;
     if (event_idx_) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_relaxed);
-    const std::uint32_t id = e.id.load();
     if (id >= l_.size || chain_len_[id] == 0) {
       ++bad_used_;  // a device bug: never free what is not in flight
       continue;
@@ -401,7 +441,9 @@ std::optional<DriverQueue::Used> DriverQueue::pop_used() noexcept {
     free_head_ = static_cast<std::uint16_t>(id);
     nfree_ += chain_len_[id];
     chain_len_[id] = 0;
-    return Used{static_cast<std::uint16_t>(id), e.len.load()};
+    out->id = static_cast<std::uint16_t>(id);
+    out->len = len;
+    return true;
   }
 }
 
