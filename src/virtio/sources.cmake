@@ -12,4 +12,5 @@ target_sources(ioasid_objects PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtqueue.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_transport.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_iommu_transport.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_iommu_guest_driver.cc)
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_iommu_guest_driver.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/virtio/virtio_remote.cc)
