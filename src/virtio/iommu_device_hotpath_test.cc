@@ -30,7 +30,7 @@ std::uint8_t status(const std::byte* reply, std::size_t used) {
   return used < 4 ? 0xFF : std::to_integer<std::uint8_t>(reply[used - 4]);
 }
 
-TEST(IommuDeviceHotPath, AllocFreeAllocateNothing) {
+TEST(VirtioIommuDeviceHotPath, AllocFreeAllocateNothing) {
   auto host = Space::create({}).value();
   const SetId vm = host->create_set(1, 64).value();
   LocalBackend backend(*host, vm);
@@ -62,7 +62,7 @@ TEST(IommuDeviceHotPath, AllocFreeAllocateNothing) {
   EXPECT_EQ(dev.stats().pasid_allocs, 1001u);
 }
 
-TEST(IommuDeviceHotPath, ConcurrentRequestsAndTranslations) {
+TEST(VirtioIommuDeviceHotPath, ConcurrentRequestsAndTranslations) {
   auto host = Space::create({}).value();
   const SetId vm = host->create_set(1, 1000).value();
   LocalBackend backend(*host, vm);
