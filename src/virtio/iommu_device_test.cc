@@ -244,6 +244,7 @@ TEST_F(VirtioIommuDeviceTest, ConfigSpaceLayout) {
   EXPECT_EQ(cfg.base.probe_size.load(), 256u);
   EXPECT_EQ(cfg.base.bypass, 1);
   EXPECT_EQ(cfg.max_pasid.load(), 0x3FFu);
+  EXPECT_EQ(IommuDevice::kConfigSize, 48u);
   for (std::size_t i = sizeof(cfg); i < sizeof(b); ++i) EXPECT_EQ(b[i], std::byte{0}) << i;
   // Partial and out-of-range reads.
   std::byte one[2];
