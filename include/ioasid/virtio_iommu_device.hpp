@@ -177,6 +177,9 @@ class IOASID_API IommuDevice {
   bool set_driver_features(std::uint64_t features) noexcept;
   std::uint64_t negotiated_features() const noexcept;
 
+  // The size of the config space the device presents (struct ConfigPasid).
+  static constexpr std::uint32_t kConfigSize = sizeof(vi::ConfigPasid);
+
   // struct ConfigPasid (48 bytes, little endian) at offset; bytes past it read 0.
   void read_config(std::uint32_t offset, std::span<std::byte> out) const noexcept;
   // Only bypass (offset 36, one byte, value 0 or 1, F_BYPASS_CONFIG negotiated) is writable;

@@ -95,7 +95,6 @@ struct IommuDevice::Impl {
     if (need > cfg.probe_size) cfg.probe_size = static_cast<std::uint32_t>(need);
     std::sort(resv_eps.begin(), resv_eps.end());
     resv_eps.erase(std::unique(resv_eps.begin(), resv_eps.end()), resv_eps.end());
-    declared_count = eps.size();
     faults.resize(std::max<std::uint32_t>(cfg.fault_queue_depth, 1));
     log_tokens = cfg.log_burst;
     log_last = std::chrono::steady_clock::now();
@@ -110,7 +109,6 @@ struct IommuDevice::Impl {
 
   mutable Mutex mu;
   std::unordered_map<std::uint32_t, Endpoint> eps;
-  std::size_t declared_count = 0;
   std::vector<std::uint32_t> resv_eps;  // declared endpoints with reserved regions
   std::unordered_map<std::uint32_t, Domain> domains;
   std::uint64_t mapping_count = 0;
@@ -594,6 +592,7 @@ void IommuDevice::read_config(std::uint32_t offset, std::span<std::byte> out) co
   c.base.probe_size.store(has(d.offered, vi::kFProbe) ? d.cfg.probe_size : 0);
   c.base.bypass = d.bypass.load(std::memory_order_relaxed);
   c.max_pasid.store(has(d.offered, vi::kFPasidAlloc) ? d.cfg.max_pasid : 0);
+  static_assert(sizeof(c) == kConfigSize);
   std::byte raw[sizeof(c)];
   std::memcpy(raw, &c, sizeof(c));
   for (std::size_t i = 0; i < out.size(); ++i) {

@@ -73,7 +73,7 @@ struct Reply {
 
 std::uint8_t S(vi::Status s) { return vi::to_u8(s); }
 
-class IommuDeviceTest : public ::testing::Test {
+class VirtioIommuDeviceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     host_ = Space::create({}).value();
@@ -149,10 +149,10 @@ class IommuDeviceTest : public ::testing::Test {
 };
 
 // A device with byte granularity, for the spec's UNMAP examples (addresses 0-14).
-class UnmapExampleTest : public IommuDeviceTest {
+class VirtioUnmapExampleTest : public VirtioIommuDeviceTest {
  protected:
   void SetUp() override {
-    IommuDeviceTest::SetUp();
+    VirtioIommuDeviceTest::SetUp();
     IommuDeviceConfig c = config();
     c.page_size_mask = 1;
     dev_ = make(c);
@@ -163,7 +163,7 @@ class UnmapExampleTest : public IommuDeviceTest {
 
 // ---- features -------------------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, OffersStandardAndPasidFeatures) {
+TEST_F(VirtioIommuDeviceTest, OffersStandardAndPasidFeatures) {
   const std::uint64_t f = dev_->device_features();
   EXPECT_EQ(f, bit(vi::kFInputRange) | bit(vi::kFDomainRange) | bit(vi::kFMapUnmap) |
                    bit(vi::kFProbe) | bit(vi::kFMmio) | bit(vi::kFBypassConfig) |
@@ -172,7 +172,7 @@ TEST_F(IommuDeviceTest, OffersStandardAndPasidFeatures) {
   EXPECT_EQ(dev_->pasid_scope(), PasidScope::global);
 }
 
-TEST_F(IommuDeviceTest, AdjustsOfferedFeatures) {
+TEST_F(VirtioIommuDeviceTest, AdjustsOfferedFeatures) {
   IommuDeviceConfig c = config();
   c.features |= bit(vi::kFBypass) | bit(vi::kFPasidPerEndpoint) | bit(40);
   auto d = make(c, nullptr, false);
@@ -185,7 +185,7 @@ TEST_F(IommuDeviceTest, AdjustsOfferedFeatures) {
   EXPECT_EQ(make(c, nullptr, false)->device_features() & vi::kPasidFeatures, 0u);
 }
 
-TEST_F(IommuDeviceTest, RefusesFeaturesNotOfferedOrInconsistent) {
+TEST_F(VirtioIommuDeviceTest, RefusesFeaturesNotOfferedOrInconsistent) {
   auto d = make(config(), nullptr, false);
   EXPECT_EQ(d->negotiated_features(), 0u);
   EXPECT_FALSE(d->set_driver_features(bit(vi::kFBypass)));       // not offered
@@ -205,7 +205,7 @@ TEST_F(IommuDeviceTest, RefusesFeaturesNotOfferedOrInconsistent) {
   EXPECT_EQ(p->pasid_scope(), PasidScope::per_endpoint);
 }
 
-TEST_F(IommuDeviceTest, FeatureNotNegotiatedIsNotUsable) {
+TEST_F(VirtioIommuDeviceTest, FeatureNotNegotiatedIsNotUsable) {
   auto d = make(config(), nullptr, false);
   ASSERT_TRUE(d->set_driver_features(bit(vi::kFDomainRange)));
   EXPECT_EQ(st(*d, AttachRequest{1, kEp, 0}), S(vi::Status::ok));
@@ -224,7 +224,7 @@ TEST_F(IommuDeviceTest, FeatureNotNegotiatedIsNotUsable) {
 
 // ---- config space ---------------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, ConfigSpaceLayout) {
+TEST_F(VirtioIommuDeviceTest, ConfigSpaceLayout) {
   IommuDeviceConfig c = config();
   c.input_range = {0x1000, 0xFFFF'FFFF'FFFF};
   c.domain_range = {1, 100};
@@ -244,6 +244,7 @@ TEST_F(IommuDeviceTest, ConfigSpaceLayout) {
   EXPECT_EQ(cfg.base.probe_size.load(), 256u);
   EXPECT_EQ(cfg.base.bypass, 1);
   EXPECT_EQ(cfg.max_pasid.load(), 0x3FFu);
+  EXPECT_EQ(IommuDevice::kConfigSize, 48u);
   for (std::size_t i = sizeof(cfg); i < sizeof(b); ++i) EXPECT_EQ(b[i], std::byte{0}) << i;
   // Partial and out-of-range reads.
   std::byte one[2];
@@ -255,14 +256,14 @@ TEST_F(IommuDeviceTest, ConfigSpaceLayout) {
   for (std::byte x : far) EXPECT_EQ(x, std::byte{0});
 }
 
-TEST_F(IommuDeviceTest, ProbeSizeGrowsToFitRegions) {
+TEST_F(VirtioIommuDeviceTest, ProbeSizeGrowsToFitRegions) {
   IommuDeviceConfig c = config();
   c.probe_size = 8;  // too small for two RESV_MEM properties (48 bytes)
   auto d = make(c);
   EXPECT_EQ(probe_size(*d), 48u);
 }
 
-TEST_F(IommuDeviceTest, OnlyBypassIsWritable) {
+TEST_F(VirtioIommuDeviceTest, OnlyBypassIsWritable) {
   const std::byte one{1}, two{2};
   auto d = make(config(), nullptr, false);
   EXPECT_FALSE(d->write_config(offsetof(vi::Config, bypass), {&one, 1}));  // not negotiated
@@ -283,7 +284,7 @@ TEST_F(IommuDeviceTest, OnlyBypassIsWritable) {
 
 // ---- ATTACH / DETACH ------------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, AttachAndDetach) {
+TEST_F(VirtioIommuDeviceTest, AttachAndDetach) {
   EXPECT_EQ(attach(1, kEp), S(vi::Status::ok));
   EXPECT_EQ(attach(1, kEp2), S(vi::Status::ok));  // two endpoints, one domain
   EXPECT_EQ(attach(1, kEp), S(vi::Status::ok));   // already there: no change
@@ -300,7 +301,7 @@ TEST_F(IommuDeviceTest, AttachAndDetach) {
   EXPECT_EQ(map(1, 0, 0xFFF), S(vi::Status::noent));
 }
 
-TEST_F(IommuDeviceTest, AttachMovesEndpointAndFreesTheOldDomain) {
+TEST_F(VirtioIommuDeviceTest, AttachMovesEndpointAndFreesTheOldDomain) {
   ASSERT_EQ(attach(1, kEp2), S(vi::Status::ok));
   ASSERT_EQ(map(1, 0x1000, 0x1FFF, 0x5000), S(vi::Status::ok));
   EXPECT_EQ(attach(2, kEp2), S(vi::Status::ok));  // implies DETACH from 1
@@ -313,7 +314,7 @@ TEST_F(IommuDeviceTest, AttachMovesEndpointAndFreesTheOldDomain) {
   EXPECT_FALSE(dev_->translate(kEp2, 0x1000, Access::read));
 }
 
-TEST_F(IommuDeviceTest, AttachChecksDomainRangeAndBypassFlag) {
+TEST_F(VirtioIommuDeviceTest, AttachChecksDomainRangeAndBypassFlag) {
   IommuDeviceConfig c = config();
   c.domain_range = {10, 20};
   dev_ = make(c);
@@ -327,7 +328,7 @@ TEST_F(IommuDeviceTest, AttachChecksDomainRangeAndBypassFlag) {
   EXPECT_EQ(unmap(10, 0, 0xFFF), S(vi::Status::inval));
 }
 
-TEST_F(IommuDeviceTest, UndeclaredEndpointsAreCapped) {
+TEST_F(VirtioIommuDeviceTest, UndeclaredEndpointsAreCapped) {
   IommuDeviceConfig c = config();
   c.allow_undeclared_endpoints = true;
   c.max_endpoints = 4;  // kEp, kEp2 and two more
@@ -344,7 +345,7 @@ TEST_F(IommuDeviceTest, UndeclaredEndpointsAreCapped) {
   EXPECT_EQ(p.buf[0], std::byte{0});
 }
 
-TEST_F(IommuDeviceTest, DomainsAreCapped) {
+TEST_F(VirtioIommuDeviceTest, DomainsAreCapped) {
   IommuDeviceConfig c = config();
   c.max_domains = 1;
   dev_ = make(c);
@@ -358,7 +359,7 @@ TEST_F(IommuDeviceTest, DomainsAreCapped) {
 
 // ---- MAP / UNMAP ----------------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, MapChecksAlignmentRangeAndOverlap) {
+TEST_F(VirtioIommuDeviceTest, MapChecksAlignmentRangeAndOverlap) {
   IommuDeviceConfig c = config();
   c.input_range = {0x1000, 0xFFFFFFFF};
   dev_ = make(c);
@@ -381,14 +382,14 @@ TEST_F(IommuDeviceTest, MapChecksAlignmentRangeAndOverlap) {
   EXPECT_EQ(dev_->translate(kEp2, 0x3123, Access::write).value().phys, 0x11123u);
 }
 
-TEST_F(IommuDeviceTest, MapOverReservedRegionIsRefused) {
+TEST_F(VirtioIommuDeviceTest, MapOverReservedRegionIsRefused) {
   ASSERT_EQ(attach(1, kEp), S(vi::Status::ok));
   EXPECT_EQ(map(1, kResvStart, kResvStart + 0xFFF), S(vi::Status::inval));
   EXPECT_EQ(map(1, kMsiEnd - 0xFFF, kMsiEnd + 0x1000), S(vi::Status::inval));
   EXPECT_EQ(map(1, kResvStart - 0x1000, kResvStart - 1), S(vi::Status::ok));
 }
 
-TEST_F(IommuDeviceTest, MappingsAreCapped) {
+TEST_F(VirtioIommuDeviceTest, MappingsAreCapped) {
   IommuDeviceConfig c = config();
   c.max_mappings = 2;
   dev_ = make(c);
@@ -400,7 +401,7 @@ TEST_F(IommuDeviceTest, MappingsAreCapped) {
   EXPECT_EQ(map(1, 0x3000, 0x3FFF), S(vi::Status::ok));
 }
 
-TEST_F(IommuDeviceTest, UnmapUnknownDomainAndUnmapEverything) {
+TEST_F(VirtioIommuDeviceTest, UnmapUnknownDomainAndUnmapEverything) {
   EXPECT_EQ(unmap(1, 0, 0xFFF), S(vi::Status::noent));
   ASSERT_EQ(attach(1, kEp2), S(vi::Status::ok));
   ASSERT_EQ(map(1, 0x1000, 0x1FFF), S(vi::Status::ok));
@@ -410,22 +411,22 @@ TEST_F(IommuDeviceTest, UnmapUnknownDomainAndUnmapEverything) {
 }
 
 // virtio 1.2 §5.13.6.7, the UNMAP examples, each from a blank address space.
-TEST_F(UnmapExampleTest, Example1UnmapNothingSucceeds) {
+TEST_F(VirtioUnmapExampleTest, Example1UnmapNothingSucceeds) {
   EXPECT_EQ(unmap(1, 0, 4), S(vi::Status::ok));
 }
-TEST_F(UnmapExampleTest, Example2UnmapWholeMapping) {
+TEST_F(VirtioUnmapExampleTest, Example2UnmapWholeMapping) {
   ASSERT_EQ(map(1, 0, 9), S(vi::Status::ok));
   EXPECT_EQ(unmap(1, 0, 9), S(vi::Status::ok));
   EXPECT_FALSE(mapped(0));
 }
-TEST_F(UnmapExampleTest, Example3UnmapTwoAdjacentMappings) {
+TEST_F(VirtioUnmapExampleTest, Example3UnmapTwoAdjacentMappings) {
   ASSERT_EQ(map(1, 0, 4), S(vi::Status::ok));
   ASSERT_EQ(map(1, 5, 9), S(vi::Status::ok));
   EXPECT_EQ(unmap(1, 0, 9), S(vi::Status::ok));
   EXPECT_FALSE(mapped(0));
   EXPECT_FALSE(mapped(5));
 }
-TEST_F(UnmapExampleTest, Example4SplitFailsAndRemovesNothing) {
+TEST_F(VirtioUnmapExampleTest, Example4SplitFailsAndRemovesNothing) {
   ASSERT_EQ(map(1, 0, 9), S(vi::Status::ok));
   EXPECT_EQ(unmap(1, 0, 4), S(vi::Status::range));
   EXPECT_TRUE(mapped(0));
@@ -434,19 +435,19 @@ TEST_F(UnmapExampleTest, Example4SplitFailsAndRemovesNothing) {
   EXPECT_EQ(unmap(1, 3, 12), S(vi::Status::range));
   EXPECT_TRUE(mapped(3));
 }
-TEST_F(UnmapExampleTest, Example5UnmapFirstOfTwo) {
+TEST_F(VirtioUnmapExampleTest, Example5UnmapFirstOfTwo) {
   ASSERT_EQ(map(1, 0, 4), S(vi::Status::ok));
   ASSERT_EQ(map(1, 5, 9), S(vi::Status::ok));
   EXPECT_EQ(unmap(1, 0, 4), S(vi::Status::ok));
   EXPECT_FALSE(mapped(0));
   EXPECT_TRUE(mapped(5));
 }
-TEST_F(UnmapExampleTest, Example6RangeSpillsOverAHole) {
+TEST_F(VirtioUnmapExampleTest, Example6RangeSpillsOverAHole) {
   ASSERT_EQ(map(1, 0, 4), S(vi::Status::ok));
   EXPECT_EQ(unmap(1, 0, 9), S(vi::Status::ok));
   EXPECT_FALSE(mapped(0));
 }
-TEST_F(UnmapExampleTest, Example7TwoMappingsAroundAHole) {
+TEST_F(VirtioUnmapExampleTest, Example7TwoMappingsAroundAHole) {
   ASSERT_EQ(map(1, 0, 4), S(vi::Status::ok));
   ASSERT_EQ(map(1, 10, 14), S(vi::Status::ok));
   EXPECT_EQ(unmap(1, 0, 14), S(vi::Status::ok));
@@ -454,7 +455,7 @@ TEST_F(UnmapExampleTest, Example7TwoMappingsAroundAHole) {
   EXPECT_FALSE(mapped(10));
   EXPECT_EQ(dev_->stats().mappings, 0u);
 }
-TEST_F(UnmapExampleTest, SplitAtEitherEdgeKeepsEveryMapping) {
+TEST_F(VirtioUnmapExampleTest, SplitAtEitherEdgeKeepsEveryMapping) {
   ASSERT_EQ(map(1, 0, 4), S(vi::Status::ok));
   ASSERT_EQ(map(1, 5, 9), S(vi::Status::ok));
   ASSERT_EQ(map(1, 10, 14), S(vi::Status::ok));
@@ -464,14 +465,14 @@ TEST_F(UnmapExampleTest, SplitAtEitherEdgeKeepsEveryMapping) {
   EXPECT_EQ(unmap(1, 5, 9), S(vi::Status::ok));
   EXPECT_EQ(dev_->stats().mappings, 2u);
 }
-TEST_F(UnmapExampleTest, OneByteMappingWithByteGranularity) {
+TEST_F(VirtioUnmapExampleTest, OneByteMappingWithByteGranularity) {
   EXPECT_EQ(map(1, 7, 7, 100), S(vi::Status::ok));
   EXPECT_EQ(dev_->translate(kEp2, 7, Access::read).value().phys, 100u);
 }
 
 // ---- PROBE ----------------------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, ProbeReportsReservedRegions) {
+TEST_F(VirtioIommuDeviceTest, ProbeReportsReservedRegions) {
   const std::uint32_t ps = probe_size(*dev_);
   Reply r = send(ProbeRequest{kEp});
   ASSERT_EQ(r.used, ps + 4u);
@@ -491,7 +492,7 @@ TEST_F(IommuDeviceTest, ProbeReportsReservedRegions) {
   EXPECT_EQ(send(ProbeRequest{77}).used, ps + 4u);
 }
 
-TEST_F(IommuDeviceTest, ProbeWithShortPropertiesIsInvalWithoutProperties) {
+TEST_F(VirtioIommuDeviceTest, ProbeWithShortPropertiesIsInvalWithoutProperties) {
   const auto req = encode_request(ProbeRequest{kEp});
   Reply r = raw(*dev_, req.span(), 40);  // room for a tail, not for probe_size properties
   EXPECT_EQ(r.used, 40u);
@@ -502,7 +503,7 @@ TEST_F(IommuDeviceTest, ProbeWithShortPropertiesIsInvalWithoutProperties) {
 
 // ---- malformed requests through the device --------------------------------------------------
 
-TEST_F(IommuDeviceTest, MalformedRequestsFollowTheParserOutcomes) {
+TEST_F(VirtioIommuDeviceTest, MalformedRequestsFollowTheParserOutcomes) {
   const auto attach_bytes = encode_request(AttachRequest{1, kEp, 0});
   auto bytes = [&](std::size_t n) {
     std::vector<std::byte> v(attach_bytes.bytes.begin(), attach_bytes.bytes.begin() + n);
@@ -558,7 +559,7 @@ TEST_F(IommuDeviceTest, MalformedRequestsFollowTheParserOutcomes) {
   EXPECT_EQ(s.domains, 1u);  // nothing malformed changed anything
 }
 
-TEST_F(IommuDeviceTest, WritableTooSmallGivesUsedLengthZeroAndChangesNothing) {
+TEST_F(VirtioIommuDeviceTest, WritableTooSmallGivesUsedLengthZeroAndChangesNothing) {
   const auto alloc = encode_request(AllocPasidRequest{});
   Reply r = raw(*dev_, alloc.span(), 4);  // ALLOC needs 8 writable bytes
   EXPECT_EQ(r.used, 0u);
@@ -577,7 +578,7 @@ TEST_F(IommuDeviceTest, WritableTooSmallGivesUsedLengthZeroAndChangesNothing) {
 
 // ---- statuses from the host backend ---------------------------------------------------------
 
-TEST_F(IommuDeviceTest, BackendFailuresMapThroughTheErrorTable) {
+TEST_F(VirtioIommuDeviceTest, BackendFailuresMapThroughTheErrorTable) {
   FaultyBackend faulty(*backend_);
   auto d = make(config(), &faulty);
   faulty.inject = Errc::io_error;  // the daemon is unreachable
@@ -603,7 +604,7 @@ TEST_F(IommuDeviceTest, BackendFailuresMapThroughTheErrorTable) {
 
 // ---- PASID extension ------------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, AllocAndFreePasid) {
+TEST_F(VirtioIommuDeviceTest, AllocAndFreePasid) {
   const Id a = alloc(*dev_);
   const Id b = alloc(*dev_);
   EXPECT_EQ(a, 1u);  // PASID 0 is never handed out
@@ -620,7 +621,7 @@ TEST_F(IommuDeviceTest, AllocAndFreePasid) {
   EXPECT_EQ(dev_->stats().pasid_free_fails, 4u);
 }
 
-TEST_F(IommuDeviceTest, QuotaGivesNomem) {
+TEST_F(VirtioIommuDeviceTest, QuotaGivesNomem) {
   for (int i = 0; i < 8; ++i) alloc(*dev_);
   Reply r = send(AllocPasidRequest{});
   EXPECT_EQ(r.status(), S(vi::Status::nomem));
@@ -628,7 +629,7 @@ TEST_F(IommuDeviceTest, QuotaGivesNomem) {
   EXPECT_EQ(host_->set_info(vm_).value().count, 8u);
 }
 
-TEST_F(IommuDeviceTest, ConfigMaxPasidIsHonoured) {
+TEST_F(VirtioIommuDeviceTest, ConfigMaxPasidIsHonoured) {
   IommuDeviceConfig c = config();
   c.max_pasid = 3;
   auto d = make(c);
@@ -639,7 +640,7 @@ TEST_F(IommuDeviceTest, ConfigMaxPasidIsHonoured) {
   EXPECT_EQ(send(*d, AllocPasidRequest{100}).status(), S(vi::Status::nomem));  // clamped
 }
 
-TEST_F(IommuDeviceTest, RequestMaxPasidIsHonoured) {
+TEST_F(VirtioIommuDeviceTest, RequestMaxPasidIsHonoured) {
   EXPECT_EQ(alloc(*dev_, 2), 1u);
   EXPECT_EQ(alloc(*dev_, 2), 2u);
   EXPECT_EQ(send(AllocPasidRequest{2}).status(), S(vi::Status::nomem));
@@ -647,7 +648,7 @@ TEST_F(IommuDeviceTest, RequestMaxPasidIsHonoured) {
   EXPECT_EQ(send(AllocPasidRequest{1}).status(), S(vi::Status::nomem));
 }
 
-TEST_F(IommuDeviceTest, FreeOfAnotherVmsPasidIsNoentAndChangesNothing) {
+TEST_F(VirtioIommuDeviceTest, FreeOfAnotherVmsPasidIsNoentAndChangesNothing) {
   auto vm2 = make(config(), other_backend_.get());
   const Id theirs = alloc(*vm2);
   const Id mine = alloc(*dev_);
@@ -660,7 +661,7 @@ TEST_F(IommuDeviceTest, FreeOfAnotherVmsPasidIsNoentAndChangesNothing) {
   EXPECT_EQ(st(*vm2, FreePasidRequest{theirs}), S(vi::Status::ok));
 }
 
-TEST_F(IommuDeviceTest, TwoDevicesOfOneVmShareTheSet) {
+TEST_F(VirtioIommuDeviceTest, TwoDevicesOfOneVmShareTheSet) {
   auto second = make(config());
   const Id a = alloc(*dev_);
   const Id b = alloc(*second);
@@ -672,7 +673,7 @@ TEST_F(IommuDeviceTest, TwoDevicesOfOneVmShareTheSet) {
   EXPECT_EQ(host_->set_info(vm_).value().count, 0u);
 }
 
-TEST_F(IommuDeviceTest, BindAndUnbind) {
+TEST_F(VirtioIommuDeviceTest, BindAndUnbind) {
   const Id p = alloc(*dev_);
   EXPECT_EQ(st(BindPasidRequest{77, p, 0}), S(vi::Status::noent));       // unknown endpoint
   EXPECT_EQ(st(BindPasidRequest{kEp, p + 1, 0}), S(vi::Status::noent));  // not allocated
@@ -691,7 +692,7 @@ TEST_F(IommuDeviceTest, BindAndUnbind) {
   EXPECT_EQ(host_->query(vm_, p).value().binds, 1u);
 }
 
-TEST_F(IommuDeviceTest, FreeWhileBoundIsPendingUntilTheLastUnbind) {
+TEST_F(VirtioIommuDeviceTest, FreeWhileBoundIsPendingUntilTheLastUnbind) {
   const Id p = alloc(*dev_);
   ASSERT_EQ(st(BindPasidRequest{kEp, p, 0}), S(vi::Status::ok));
   EXPECT_EQ(st(FreePasidRequest{p}), S(vi::Status::ok));
@@ -703,7 +704,7 @@ TEST_F(IommuDeviceTest, FreeWhileBoundIsPendingUntilTheLastUnbind) {
   EXPECT_EQ(alloc(*dev_), p);
 }
 
-TEST_F(IommuDeviceTest, BindsAreCapped) {
+TEST_F(VirtioIommuDeviceTest, BindsAreCapped) {
   IommuDeviceConfig c = config();
   c.max_binds = 1;
   dev_ = make(c);
@@ -713,7 +714,7 @@ TEST_F(IommuDeviceTest, BindsAreCapped) {
   EXPECT_EQ(host_->query(vm_, p).value().binds, 1u);
 }
 
-TEST_F(IommuDeviceTest, PerEndpointScope) {
+TEST_F(VirtioIommuDeviceTest, PerEndpointScope) {
   IommuDeviceConfig c = config();
   c.pasid_scope = PasidScope::per_endpoint;
   c.max_pasid = 0xFF;
@@ -746,7 +747,7 @@ TEST_F(IommuDeviceTest, PerEndpointScope) {
 
 // ---- translate and faults -------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, TranslateAndFaults) {
+TEST_F(VirtioIommuDeviceTest, TranslateAndFaults) {
   int notified = 0;
   dev_->set_fault_notifier([&] { ++notified; });
   // Not attached, no bypass: DOMAIN fault.
@@ -786,7 +787,7 @@ TEST_F(IommuDeviceTest, TranslateAndFaults) {
   EXPECT_EQ(dev_->stats().faults, 3u);
 }
 
-TEST_F(IommuDeviceTest, TranslateBypassAndReservedRegions) {
+TEST_F(VirtioIommuDeviceTest, TranslateBypassAndReservedRegions) {
   // MSI doorbell: identity even when unattached; a RESERVED region faults.
   auto msi = dev_->translate(kEp, kMsiStart + 0x40, Access::write).value();
   EXPECT_TRUE(msi.bypass);
@@ -806,7 +807,7 @@ TEST_F(IommuDeviceTest, TranslateBypassAndReservedRegions) {
   EXPECT_EQ(dev_->translate(kEp, 0x5000, Access::read).error(), Errc::out_of_range);
 }
 
-TEST_F(IommuDeviceTest, BootBypassAppliesBeforeNegotiationAndLegacyBypass) {
+TEST_F(VirtioIommuDeviceTest, BootBypassAppliesBeforeNegotiationAndLegacyBypass) {
   IommuDeviceConfig c = config();
   c.bypass = 1;
   auto d = make(c, nullptr, false);
@@ -820,7 +821,7 @@ TEST_F(IommuDeviceTest, BootBypassAppliesBeforeNegotiationAndLegacyBypass) {
   EXPECT_TRUE(legacy->translate(kEp2, 0x1000, Access::read));
 }
 
-TEST_F(IommuDeviceTest, FaultQueueDropsWhenFull) {
+TEST_F(VirtioIommuDeviceTest, FaultQueueDropsWhenFull) {
   IommuDeviceConfig c = config();
   c.fault_queue_depth = 2;
   dev_ = make(c);
@@ -833,7 +834,7 @@ TEST_F(IommuDeviceTest, FaultQueueDropsWhenFull) {
 
 // ---- reset and teardown ---------------------------------------------------------------------
 
-TEST_F(IommuDeviceTest, ResetDropsDeviceStateButNotThePasidsOrBypass) {
+TEST_F(VirtioIommuDeviceTest, ResetDropsDeviceStateButNotThePasidsOrBypass) {
   const std::byte one{1};
   ASSERT_TRUE(dev_->write_config(offsetof(vi::Config, bypass), {&one, 1}));
   const Id p = alloc(*dev_);
@@ -859,7 +860,7 @@ TEST_F(IommuDeviceTest, ResetDropsDeviceStateButNotThePasidsOrBypass) {
   EXPECT_EQ(st(FreePasidRequest{p}), S(vi::Status::ok));
 }
 
-TEST_F(IommuDeviceTest, DestroyingTheDeviceDropsItsBinds) {
+TEST_F(VirtioIommuDeviceTest, DestroyingTheDeviceDropsItsBinds) {
   const Id p = alloc(*dev_);
   ASSERT_EQ(st(BindPasidRequest{kEp, p, 0}), S(vi::Status::ok));
   dev_.reset();
@@ -874,7 +875,7 @@ struct LogCount {
   std::string last;
 };
 
-TEST_F(IommuDeviceTest, GuestTriggeredLogLinesAreRateLimited) {
+TEST_F(VirtioIommuDeviceTest, GuestTriggeredLogLinesAreRateLimited) {
   LogCount lc;
   IommuDeviceConfig c = config();
   c.log_sink = [](void* opaque, LogLevel, const char* msg) {
