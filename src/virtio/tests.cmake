@@ -21,3 +21,4 @@ ioasid_add_test(virtio_end_to_end_test SOURCES src/virtio/virtio_end_to_end_test
 ioasid_add_fuzzer(virtio_virtqueue_fuzz SOURCES src/virtio/virtqueue_fuzz.cc
                   CORPUS src/virtio/virtqueue_fuzz_corpus)
 ioasid_add_test(virtio_remote_test SOURCES src/virtio/virtio_remote_test.cc)
+ioasid_add_test(virtio_concurrency_test SOURCES src/virtio/virtio_concurrency_test.cc LABELS concurrency)
