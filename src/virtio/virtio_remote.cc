@@ -189,7 +189,7 @@ std::uint64_t VirtioRemotePort::call(std::uint32_t op, std::uint32_t queue, std:
     n = recv(fds_.control, &r, sizeof(r), 0);
   } while (n < 0 && errno == EINTR);
   if (n != static_cast<ssize_t>(sizeof(r))) return ~std::uint64_t{0};
-  std::memcpy(data.data(), r.data, std::min(data.size(), sizeof(r.data)));
+  if (!data.empty()) std::memcpy(data.data(), r.data, std::min(data.size(), sizeof(r.data)));
   return r.value;
 }
 
