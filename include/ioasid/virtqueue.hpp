@@ -36,7 +36,8 @@
 // Memory ordering: the avail idx is read with acquire and the used idx written with release
 // (std::atomic_ref on the shared ring word), so the other end may be another thread or another
 // process mapping the same memory. The flag and event words used for notification suppression
-// are ordered by full fences as virtio 1.2 §2.7.7 and §2.7.10 require.
+// are ordered as virtio 1.2 §2.7.7 and §2.7.10 require: each side stores its idx (or its
+// suppression word) seq_cst and then loads the other side's word seq_cst (a store-load barrier).
 //
 // Thread-safety: one DeviceQueue / DriverQueue is used by one thread at a time (the transport
 // holds a per-queue lock). At most one chain is between pop() and push() at a time.

@@ -196,6 +196,9 @@ bool VirtioIommuGuestDriver::wait_locked(std::uint16_t head,
       }
       log(LogLevel::warning, "virtio-iommu: used entry for unknown head %u ignored", u.id);
     }
+    // Ask for an interrupt before sleeping, and look again: an answer published meanwhile would
+    // not raise one.
+    if (rq_.enable_interrupts(true)) continue;
     if ((port_.get_status() & kStatusNeedsReset) != 0) {
       broken_ = true;
       log(LogLevel::error, "virtio-iommu: device needs reset");

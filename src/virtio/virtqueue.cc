@@ -314,16 +314,17 @@ bool DeviceQueue::push(const Chain& c, std::uint32_t written) noexcept {
 bool DeviceQueue::publish() noexcept {
   if (mem_ == nullptr || used_shadow_ == used_published_) return false;
   const std::uint16_t old = used_published_;
-  store16(used_ + 2, used_shadow_, std::memory_order_release);
+  // The used idx store must be visible before the driver's suppression word is read (§2.7.10):
+  // a seq_cst store and a seq_cst load (the driver's enable_interrupts does the mirror image),
+  // cheaper than a release store plus a full fence.
+  store16(used_ + 2, used_shadow_, std::memory_order_seq_cst);
   used_published_ = used_shadow_;
-  // The used idx store must be visible before the driver's suppression word is read (§2.7.10).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
   bool want;
   if (o_.event_idx) {
-    const std::uint16_t ev = load16(avail_ + 4 + 2u * l_.size, std::memory_order_relaxed);
+    const std::uint16_t ev = load16(avail_ + 4 + 2u * l_.size, std::memory_order_seq_cst);
     want = need_event(ev, used_shadow_, old);
   } else {
-    want = (load16(avail_, std::memory_order_relaxed) & kAvailFNoInterrupt) == 0;
+    want = (load16(avail_, std::memory_order_seq_cst) & kAvailFNoInterrupt) == 0;
   }
   if (want) {
     ++st_.interrupts;
@@ -337,13 +338,14 @@ bool DeviceQueue::enable_kicks(bool enable) noexcept {
   if (mem_ == nullptr) return false;
   if (o_.event_idx) {
     // avail_event: kick me when the driver publishes past what I have popped.
-    if (enable) store16(used_ + 4 + 8u * l_.size, last_avail_, std::memory_order_relaxed);
+    if (enable) store16(used_ + 4 + 8u * l_.size, last_avail_, std::memory_order_seq_cst);
   } else {
-    store16(used_, enable ? 0 : kUsedFNoNotify, std::memory_order_relaxed);
+    store16(used_, enable ? 0 : kUsedFNoNotify, enable ? std::memory_order_seq_cst
+                                                       : std::memory_order_relaxed);
   }
   if (!enable) return false;
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  return pending();
+  // Mirror of the driver's publish(): seq_cst store above, seq_cst load here.
+  return load16(avail_ + 2, std::memory_order_seq_cst) != last_avail_;
 }
 
 // ---- DriverQueue --------------------------------------------------------------------------------
@@ -413,14 +415,15 @@ Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out)
 bool DriverQueue::publish() noexcept {
   if (mem_ == nullptr || avail_shadow_ == avail_published_) return false;
   const std::uint16_t old = avail_published_;
-  store16(avail_ + 2, avail_shadow_, std::memory_order_release);
+  // §2.7.13.4: the idx store before the flags read (seq_cst store + seq_cst load; the device's
+  // enable_kicks is the mirror image).
+  store16(avail_ + 2, avail_shadow_, std::memory_order_seq_cst);
   avail_published_ = avail_shadow_;
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // §2.7.13.4: idx before the flags read
   if (event_idx_) {
-    const std::uint16_t ev = load16(used_ + 4 + 8u * l_.size, std::memory_order_relaxed);
+    const std::uint16_t ev = load16(used_ + 4 + 8u * l_.size, std::memory_order_seq_cst);
     return need_event(ev, avail_shadow_, old);
   }
-  return (load16(used_, std::memory_order_relaxed) & kUsedFNoNotify) == 0;
+  return (load16(used_, std::memory_order_seq_cst) & kUsedFNoNotify) == 0;
 }
 
 bool DriverQueue::pop_used_raw(Used* out) noexcept {
@@ -450,13 +453,14 @@ bool DriverQueue::pop_used_raw(Used* out) noexcept {
 bool DriverQueue::enable_interrupts(bool enable) noexcept {
   if (mem_ == nullptr) return false;
   if (event_idx_) {
-    if (enable) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_relaxed);
+    if (enable) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_seq_cst);
   } else {
-    store16(avail_, enable ? 0 : kAvailFNoInterrupt, std::memory_order_relaxed);
+    store16(avail_, enable ? 0 : kAvailFNoInterrupt,
+            enable ? std::memory_order_seq_cst : std::memory_order_relaxed);
   }
   if (!enable) return false;
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  return load16(used_ + 2, std::memory_order_acquire) != last_used_;
+  // Mirror of the device's publish().
+  return load16(used_ + 2, std::memory_order_seq_cst) != last_used_;
 }
 
 }  // namespace ioasid::virtio
