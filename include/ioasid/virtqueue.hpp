@@ -215,11 +215,12 @@ class IOASID_API DeviceQueue {
   std::byte* avail_ = nullptr;
   std::byte* used_ = nullptr;
   std::uint16_t last_avail_ = 0;   // next avail ring slot to pop
+  std::uint16_t avail_seen_ = 0;   // the last avail idx read (valid while != last_avail_)
   std::uint16_t used_shadow_ = 0;  // used idx including pushed, unpublished entries
   std::uint16_t used_published_ = 0;
   bool popped_ = false;  // a chain is between pop() and push()
   struct Seg {
-    std::uint64_t addr;
+    std::byte* host;  // translated and bounds-checked by pop(); regions never change after setup
     std::uint32_t len;
   };
   std::vector<Seg> wsegs_;  // writable buffers of the popped chain (<= size)

@@ -164,7 +164,7 @@ Result<void> DeviceQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   avail_ = a;
   used_ = u;
   // The device starts from whatever the rings say now (zero after a driver's setup).
-  last_avail_ = 0;
+  last_avail_ = avail_seen_ = 0;
   used_shadow_ = used_published_ = 0;
   mem_ = &mem;
   return {};
@@ -174,7 +174,7 @@ void DeviceQueue::reset() noexcept {
   mem_ = nullptr;
   fault_ = QueueFault::none;
   desc_ = avail_ = used_ = nullptr;
-  last_avail_ = used_shadow_ = used_published_ = 0;
+  last_avail_ = avail_seen_ = used_shadow_ = used_published_ = 0;
   popped_ = false;
   nwsegs_ = 0;
 }
@@ -196,8 +196,9 @@ DeviceQueue::Pop DeviceQueue::pop(Chain& out) noexcept {
     fail(QueueFault::used_overflow);
     return Pop::broken;
   }
-  const std::uint16_t avail_idx = load16(avail_ + 2, std::memory_order_acquire);
-  const std::uint16_t n = static_cast<std::uint16_t>(avail_idx - last_avail_);
+  // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
+  if (avail_seen_ == last_avail_) avail_seen_ = load16(avail_ + 2, std::memory_order_acquire);
+  const std::uint16_t n = static_cast<std::uint16_t>(avail_seen_ - last_avail_);
   if (n == 0) return Pop::empty;
   if (n > l_.size) {
     fail(QueueFault::avail_idx_jump);
@@ -256,13 +257,13 @@ bool DeviceQueue::walk(std::uint16_t head, Chain& out) noexcept {
       continue;
     }
     if (len == 0) return fail(QueueFault::zero_length);
-    const std::byte* p = mem_->translate(addr, len);
+    std::byte* p = mem_->translate(addr, len);
     if (p == nullptr) return fail(QueueFault::desc_address);
     total += len;
     if (total > 0xFFFF'FFFFull) return fail(QueueFault::chain_bytes);
     if ((flags & kDescFWrite) != 0) {
       seen_write = true;
-      wsegs_[nwsegs_++] = {addr, len};  // nwsegs_ < size: at most size descriptors per chain
+      wsegs_[nwsegs_++] = {p, len};  // nwsegs_ < size: at most size descriptors per chain
       wtotal += len;
     } else {
       if (seen_write) return fail(QueueFault::write_before_read);
@@ -293,14 +294,11 @@ bool DeviceQueue::push(const Chain& c, std::uint32_t written) noexcept {
   if (!popped_) return fail(QueueFault::used_overflow);
   popped_ = false;
   written = static_cast<std::uint32_t>(std::min<std::size_t>(written, c.writable.size()));
-  // Scatter: the segments were validated by pop(); translate again (cheap) rather than keep
-  // pointers around.
+  // Scatter over the segments pop() translated (guest memory regions are fixed after setup).
   std::uint32_t off = 0;
   for (std::size_t i = 0; i < nwsegs_ && off < written; ++i) {
     const std::uint32_t n = std::min(wsegs_[i].len, written - off);
-    std::byte* p = mem_->translate(wsegs_[i].addr, n);
-    if (p == nullptr) return fail(QueueFault::desc_address);
-    copy_bytes(p, c.writable.data() + off, n);
+    copy_bytes(wsegs_[i].host, c.writable.data() + off, n);
     off += n;
   }
   const std::uint32_t slot = used_shadow_ & (l_.size - 1u);
@@ -340,8 +338,8 @@ bool DeviceQueue::enable_kicks(bool enable) noexcept {
     // avail_event: kick me when the driver publishes past what I have popped.
     if (enable) store16(used_ + 4 + 8u * l_.size, last_avail_, std::memory_order_seq_cst);
   } else {
-    store16(used_, enable ? 0 : kUsedFNoNotify, enable ? std::memory_order_seq_cst
-                                                       : std::memory_order_relaxed);
+    store16(used_, enable ? 0 : kUsedFNoNotify,
+            enable ? std::memory_order_seq_cst : std::memory_order_relaxed);
   }
   if (!enable) return false;
   // Mirror of the driver's publish(): seq_cst store above, seq_cst load here.
