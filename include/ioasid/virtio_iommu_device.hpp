@@ -159,6 +159,8 @@ struct Stats {
 class IOASID_API IommuDevice {
  public:
   // backend = the VM's set; it must outlive the device. Several devices of one VM may share it.
+  // The only call that may throw (std::bad_alloc, building the tables); probe_size grows to fit
+  // the largest endpoint's reserved regions.
   IommuDevice(HostBackend& backend, IommuDeviceConfig cfg);
   // Drops this device's binds (host references); PASIDs allocated through it stay with the set.
   ~IommuDevice();
@@ -190,7 +192,8 @@ class IOASID_API IommuDevice {
 
   // One request: readable = the device-readable bytes (head first), writable = the
   // device-writable buffer. Returns the used length: the reply's size, or 0 when the request is
-  // returned unwritten. Context: no allocation or lock for ALLOC/FREE_PASID in global scope.
+  // returned unwritten. Context: ALLOC/FREE_PASID in global scope take no device lock and
+  // allocate nothing (a refusal that is logged takes the log bucket's lock and calls the sink).
   std::size_t handle_request(std::span<const std::byte> readable,
                              std::span<std::byte> writable) noexcept;
 

@@ -14,7 +14,9 @@
 //
 // Input: byte 0 = configuration (bit 0: per-endpoint scope, bit 1: undeclared endpoints allowed,
 // bit 2: byte granularity, bit 3: leave features unnegotiated), then steps: one opcode byte and
-// its operands (missing bytes read as 0).
+// its operands (missing bytes read as 0). Byte 0 with its high nibble 0xF selects instead a
+// differential run of the domain interval map against a brute-force model (insert / erase / find).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +29,7 @@
 #include "ioasid/local_backend.hpp"
 #include "ioasid/space.hpp"
 #include "ioasid/virtio_iommu_device.hpp"
+#include "virtio/internal/interval_map.hpp"
 #include "virtio/request_parser.hpp"
 
 namespace {
@@ -63,6 +66,55 @@ class Input {
   std::size_t pos_ = 0;
 };
 
+// Differential check of the domain interval map against a brute-force list of mappings over a
+// 64-address space: every insert / erase outcome, the count and every lookup must agree.
+void interval_map_differential(Input& in) {
+  using virtio::internal::IntervalMap;
+  using virtio::internal::Mapping;
+  IntervalMap map;
+  std::vector<Mapping> model;
+  while (!in.done()) {
+    const std::uint8_t op = in.u8();
+    const std::uint64_t a = in.u8() % 64;
+    const std::uint64_t b = a + in.u8() % 16;
+    const bool intersects_any = std::any_of(
+        model.begin(), model.end(), [&](const Mapping& m) { return m.start <= b && a <= m.end; });
+    check(map.intersects(a, b) == intersects_any, "intersects");
+    if ((op & 1) == 0) {
+      const auto r = map.insert({a, b, a * 3, op});
+      check((r == IntervalMap::Insert::ok) == !intersects_any, "insert outcome");
+      if (r == IntervalMap::Insert::ok) model.push_back({a, b, a * 3, op});
+    } else {
+      const bool split = std::any_of(model.begin(), model.end(), [&](const Mapping& m) {
+        return m.start <= b && a <= m.end && (m.start < a || m.end > b);
+      });
+      std::size_t removed = 0;
+      const auto r = map.erase(a, b, &removed);
+      check((r == IntervalMap::Erase::split) == split, "erase outcome");
+      if (!split) {
+        const auto before = model.size();
+        std::erase_if(model, [&](const Mapping& m) { return a <= m.start && m.end <= b; });
+        check(before - model.size() == removed, "erase count");
+      } else {
+        check(removed == 0, "split removed something");
+      }
+    }
+    check(map.size() == model.size(), "size");
+    for (std::uint64_t x = 0; x < 80; ++x) {
+      Mapping got;
+      const Mapping* hit = map.find(x, &got);
+      const auto it = std::find_if(model.begin(), model.end(),
+                                   [&](const Mapping& m) { return m.start <= x && x <= m.end; });
+      check((hit != nullptr) == (it != model.end()), "find presence");
+      if (hit != nullptr) {
+        check(got.start == it->start && got.end == it->end && got.phys == it->phys &&
+                  got.flags == it->flags,
+              "find value");
+      }
+    }
+  }
+}
+
 constexpr std::uint32_t kMaxPasid = 0xF0;
 constexpr std::uint32_t kQuota = 24;
 
@@ -71,6 +123,10 @@ constexpr std::uint32_t kQuota = 24;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   Input in(data, size);
   const std::uint8_t mode = in.u8();
+  if ((mode & 0xF0) == 0xF0) {
+    interval_map_differential(in);
+    return 0;
+  }
 
   SpaceConfig sc;
   sc.width_bits = 8;
