@@ -218,6 +218,7 @@ Errc Channel::establish(Clock::time_point deadline) {
     drop();
     return e;
   }
+  if (opening) open_sent_ = false;  // answered: nothing of it is pending any more
   if (r.status != 0) {
     drop();
     const Errc err = r.error();
@@ -240,9 +241,17 @@ Errc Channel::start() {
   std::lock_guard g(mu_);
   const auto deadline = deadline_from_now();
   auto backoff = cfg_.backoff_initial;
+  // Resuming after a VMM restart: the daemon may not have seen the old process's connection close
+  // yet and answers exists for a short while; a session held by a live connection answers it
+  // for good, so this is retried for two seconds at most.
+  const auto exists_until = Clock::now() + std::chrono::seconds(cfg_.resume ? 2 : 0);
   while (true) {
     const Errc e = establish(deadline);
     if (e == Errc{} || e == Errc::timed_out) return e;
+    if (e == Errc::exists && Clock::now() < exists_until) {
+      if (!sleep_backoff(&backoff, deadline)) return Errc::timed_out;
+      continue;
+    }
     if (e != Errc::io_error && e != Errc::try_again) return e;
     if (!sleep_backoff(&backoff, deadline)) return Errc::timed_out;
   }

@@ -77,7 +77,8 @@ class Channel {
   std::uint32_t grace_ = 0;
   std::uint64_t next_rid_ = 0;
   std::uint64_t open_rid_ = 0;
-  bool open_sent_ = false;  // OPEN_SESSION's id, kept across its retries (exactly-once)
+  bool open_sent_ = false;  // an OPEN_SESSION was sent and its answer not received  //
+                            // OPEN_SESSION's id, kept across its retries (exactly-once)
   std::uint64_t connects_ = 0;
   std::vector<std::byte> rx_;
   std::minstd_rand rng_;
