@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -270,24 +271,6 @@ TEST_F(ClientGraceTest, SessionLostWhileDisconnectedReportsNotFound) {
   ASSERT_TRUE(wait_gone(60));
   EXPECT_EQ(vm->alloc(1, 0xFFFFF).error(), Errc::not_found);
   EXPECT_EQ(vm->set_info().error(), Errc::not_found);
-}
-
-TEST_F(ClientTest, ConcurrentCallsOnOneBackend) {
-  auto vm = open(70, 400);
-  std::vector<std::thread> threads;
-  std::vector<std::vector<Id>> got(4);
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 25; ++i) {
-        auto id = vm->alloc(1, 0xFFFFF);
-        if (id) got[static_cast<std::size_t>(t)].push_back(*id);
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  std::set<Id> all;
-  for (auto& v : got) all.insert(v.begin(), v.end());
-  EXPECT_EQ(all.size(), 100u);
 }
 
 TEST_F(ClientTest, CApi) {

@@ -15,9 +15,6 @@
 namespace ioasid::testing {
 namespace {
 
-constexpr std::uint64_t kResumeFeatures =
-    bw::feature_bit(bw::kFSpid) | bw::feature_bit(bw::kFResume);
-
 b::OpenSessionRequest open_req(std::uint64_t vm, std::uint32_t quota) {
   b::OpenSessionRequest o;
   o.vm_token = vm;
