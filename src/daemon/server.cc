@@ -66,6 +66,29 @@ std::int64_t mono_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// Messages a client can trigger at will (malformed frames, refused credentials) are limited to
+// kPeerLogBurst per second, plus one line saying how many were suppressed.
+constexpr int kPeerLogBurst = 20;
+
+bool peer_log_allowed() {
+  static std::int64_t window = 0;
+  static int used = 0;
+  static std::uint64_t suppressed = 0;
+  const std::int64_t now = mono_ns() / 1'000'000'000;
+  if (now != window) {
+    if (suppressed > 0) log(4, "{} client-triggered messages suppressed", suppressed);
+    window = now;
+    used = 0;
+    suppressed = 0;
+  }
+  if (used < kPeerLogBurst) {
+    ++used;
+    return true;
+  }
+  ++suppressed;
+  return false;
+}
+
 Token16 random_token() {
   Token16 t{};
   while (true) {
@@ -427,8 +450,10 @@ void Server::process_conn(Conn& c) {
     if (!h) {
       if (h.error().action == b::Action::need_more) break;
       ++stats_.protocol_errors;
-      log(4, "pid {} uid {}: closing the connection: {}", c.cred.pid, c.cred.uid,
-          b::to_string(h.error().reason));
+      if (peer_log_allowed()) {
+        log(4, "pid {} uid {}: closing the connection: {}", c.cred.pid, c.cred.uid,
+            b::to_string(h.error().reason));
+      }
       c.dead = true;
       break;
     }
@@ -452,7 +477,9 @@ void Server::handle_frame(Conn& c, const b::Header& h, std::span<const std::byte
   if (!req) {
     if (req.error().action == b::Action::close) {
       ++stats_.protocol_errors;
-      log(4, "pid {}: closing the connection: {}", c.cred.pid, b::to_string(req.error().reason));
+      if (peer_log_allowed()) {
+        log(4, "pid {}: closing the connection: {}", c.cred.pid, b::to_string(req.error().reason));
+      }
       c.dead = true;
       return;
     }
@@ -540,8 +567,10 @@ b::Reply Server::open_session(Conn& c, std::uint64_t rid, const b::OpenSessionRe
   const std::uint32_t type = bw::to_u32(MsgType::open_session);
   if (c.session != nullptr) return b::error_reply(type, Errc::invalid_argument);
   if (!config_.policy.may_open(c.cred, r.vm_token)) {
-    log(5, "pid {} uid {} gid {}: may not open VM {}", c.cred.pid, c.cred.uid, c.cred.gid,
-        r.vm_token);
+    if (peer_log_allowed()) {
+      log(5, "pid {} uid {} gid {}: may not open VM {}", c.cred.pid, c.cred.uid, c.cred.gid,
+          r.vm_token);
+    }
     return b::error_reply(type, Errc::permission_denied);
   }
   auto it = sessions_.find(r.vm_token);
