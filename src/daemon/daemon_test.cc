@@ -552,6 +552,21 @@ TEST_F(DaemonTest, ClientThatStopsReadingDoesNotBlockOthers) {
   EXPECT_EQ(stats().daemon.clients, 3u);
 }
 
+TEST(DaemonCli, SocketActivation) {
+  DaemonProcess d;
+  d.use_socket_activation();
+  ASSERT_TRUE(d.start());
+  RawConn c(d.socket());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c.hello(), bw::kAllFeatures);
+  b::OpenSessionRequest o;
+  o.vm_token = 3;
+  o.quota = 2;
+  EXPECT_EQ(c.call(2, o).status, 0);
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
+  EXPECT_TRUE(std::filesystem::exists(d.socket()));  // systemd's socket: not removed
+}
+
 TEST(DaemonCli, PrintCapabilitiesAndBadArguments) {
   std::string out;
   int st = run_daemon_to_exit({"--print-capabilities"}, &out);

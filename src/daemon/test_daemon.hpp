@@ -51,6 +51,8 @@ class DaemonProcess {
   [[nodiscard]] std::string state_dir() const { return dir_ + "/state"; }
   [[nodiscard]] pid_t pid() const { return pid_; }
   void keep_dir() { owns_dir_ = false; }
+  // The next start() passes the listening socket as systemd socket activation does.
+  void use_socket_activation() { activate_ = true; }
 
   // Starts ioasidd with --socket and --state-dir in dir() plus extra; returns true once it
   // reported READY=1, false if it exited first (exit_status() says how).
@@ -65,8 +67,29 @@ class DaemonProcess {
     std::vector<std::string> args = {IOASIDD_PATH, "--socket", socket(), "--state-dir",
                                      state_dir()};
     args.insert(args.end(), extra.begin(), extra.end());
+    int listen_fd = -1;
+    if (activate_) {
+      // Socket activation: the socket exists before the daemon, which inherits it as fd 3.
+      ::unlink(socket().c_str());
+      listen_fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un la{};
+      la.sun_family = AF_UNIX;
+      std::strncpy(la.sun_path, socket().c_str(), sizeof la.sun_path - 1);
+      if (::bind(listen_fd, reinterpret_cast<sockaddr*>(&la), sizeof la) != 0 ||
+          ::listen(listen_fd, 16) != 0) {
+        std::abort();
+      }
+    }
     pid_ = ::fork();
     if (pid_ == 0) {
+      if (listen_fd >= 0) {
+        if (listen_fd != 3) {
+          ::dup2(listen_fd, 3);
+          ::close(listen_fd);
+        }
+        ::setenv("LISTEN_FDS", "1", 1);
+        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+      }
       ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
       if (!verbose()) {
         const int devnull = ::open("/dev/null", O_WRONLY);
@@ -78,6 +101,7 @@ class DaemonProcess {
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
+    if (listen_fd >= 0) ::close(listen_fd);
     bool ready = false;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (!ready && std::chrono::steady_clock::now() < until) {
@@ -123,6 +147,7 @@ class DaemonProcess {
   pid_t pid_ = -1;
   int status_ = 0;
   bool owns_dir_ = true;
+  bool activate_ = false;
 };
 
 // Runs ioasidd to completion (for command-line and policy errors); returns the wait status and
