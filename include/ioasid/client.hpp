@@ -15,8 +15,8 @@
 // request it already executed with its stored reply (exactly-once: a retried ALLOC never yields a
 // second PASID). There is no overall deadline: only DaemonOptions::timeout bounds a call
 // (Errc::timed_out; the request may or may not have been executed then). If the session cannot
-// be resumed (its grace period expired: the daemon reclaimed the set), every call returns
-// not_found.
+// be resumed (its grace period expired: the daemon reclaimed the set; or another process took it
+// over with the resume token), every call returns not_found.
 //
 // Thread-safety: every call is thread-safe; calls on one object are serialized (one request in
 // flight per object). Destroying a DaemonBackend closes the connection and keeps the session for

@@ -263,9 +263,17 @@ Errc Channel::call(const b::Request& req, const std::function<void(const b::Repl
   const auto deadline = deadline_from_now();
   const std::uint64_t rid = ++next_rid_;
   auto backoff = cfg_.backoff_initial;
+  // RESUME answered exists: at first the daemon has not yet seen our broken connection close;
+  // if that lasts, another process took the session over with the token, and it is not ours any
+  // more.
+  std::optional<Clock::time_point> taken_over_at;
   while (true) {
     if (fd_ < 0) {
       const Errc e = establish(deadline);
+      if (e == Errc::try_again) {
+        if (!taken_over_at) taken_over_at = Clock::now() + std::chrono::seconds(3);
+        if (Clock::now() >= *taken_over_at) lost_ = true;
+      }
       if (lost_) return Errc::not_found;
       if (e != Errc{}) {
         if (e != Errc::io_error && e != Errc::try_again && e != Errc::timed_out) return e;

@@ -240,6 +240,20 @@ TEST_F(ClientTest, VmmCrashThenResumeWithinGrace) {
   EXPECT_EQ(DaemonBackend::open(o).error(), Errc::exists);
 }
 
+TEST_F(ClientTest, SessionTakenOverByAnotherProcessIsNotFoundForTheOldOne) {
+  auto old_vm = open(45);
+  const Id x = old_vm->alloc(1, 0xFFFFF).value();
+  d_.kill9();  // the old process loses its connection ...
+  ASSERT_TRUE(d_.start());
+  DaemonOptions o = opts(45, 0);  // ... and a new process of the VM resumes first
+  o.resume_token = old_vm->resume_token();
+  auto new_vm = DaemonBackend::open(o);
+  ASSERT_TRUE(new_vm);
+  EXPECT_TRUE((*new_vm)->resumed());
+  EXPECT_EQ(old_vm->query(x).error(), Errc::not_found);
+  EXPECT_TRUE((*new_vm)->query(x));
+}
+
 class ClientGraceTest : public ClientTest {
  protected:
   ClientGraceTest() { extra_ = {"--grace", "1"}; }
