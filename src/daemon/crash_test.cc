@@ -4,7 +4,8 @@
 // every PASID a client was told it owns is owned by that VM in the daemon, and nothing else is:
 // no acknowledged allocation lost, no acknowledged free come back, no PASID owned twice, and no
 // retried request executed twice (a retried ALLOC that yielded a second PASID would leave one the
-// client does not know; a retried FREE that ran again would fail with not_found).
+// client does not know; a retried FREE that ran again would fail with not_found), with binds and
+// guest PASIDs replayed exactly (a BIND run twice would leave two binds).
 //
 // Environment: IOASIDD_CRASH_CYCLES (kill/restart cycles, default 4), IOASIDD_CRASH_CLIENTS
 // (client processes, default 3), IOASIDD_CRASH_SEED.
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -32,7 +34,8 @@ int env_int(const char* name, int fallback) {
 
 constexpr std::uint64_t kVmBase = 100;
 
-// One VMM: allocates and frees until the stop file appears, then writes what it owns.
+// One VMM: allocates (and binds half of what it allocates, with the PASID itself as the guest
+// PASID), unbinds and frees, until the stop file appears; then writes what it owns ("id bound").
 [[noreturn]] void client_main(const std::string& socket, const std::string& dir, int index,
                               unsigned seed) {
   DaemonOptions o;
@@ -44,25 +47,31 @@ constexpr std::uint64_t kVmBase = 100;
   auto vm = DaemonBackend::open(o);
   if (!vm) _exit(20);
   std::mt19937 rng(seed + static_cast<unsigned>(index) * 7919u);
-  std::set<Id> owned;
+  std::map<Id, bool> owned;  // PASID -> bound
   std::uint64_t ops = 0;
   const std::string stop = dir + "/stop";
   while (::access(stop.c_str(), F_OK) != 0) {
     if (owned.size() < 48 && (owned.empty() || rng() % 3 != 0)) {
       auto id = (*vm)->alloc(1, 0xFFFFF);
       if (!id) _exit(21);
-      if (!owned.insert(*id).second) _exit(22);  // the same PASID twice
+      if (!owned.emplace(*id, false).second) _exit(22);  // the same PASID twice
+      if (rng() % 2 == 0) {
+        if (!(*vm)->bind(*id, *id)) _exit(25);
+        owned[*id] = true;
+      }
     } else {
       auto it = owned.begin();
       std::advance(it, static_cast<long>(rng() % owned.size()));
-      if (!(*vm)->free(*it)) _exit(23);  // an acknowledged PASID that is not ours any more
+      // An UNBIND or FREE run twice by a retry would fail here (not bound / not found).
+      if (it->second && !(*vm)->unbind(it->first)) _exit(26);
+      if (!(*vm)->free(it->first)) _exit(23);
       owned.erase(it);
     }
     ++ops;
   }
   std::ofstream out(dir + "/owned-" + std::to_string(index));
   out << ops << " " << (*vm)->reconnects() << "\n";
-  for (Id id : owned) out << id << "\n";
+  for (const auto& [id, bound] : owned) out << id << " " << (bound ? 1 : 0) << "\n";
   out.close();
   _exit(out ? 0 : 24);
 }
@@ -97,7 +106,7 @@ TEST(DaemonCrash, KilledUnderLoadLosesNothingAcknowledged) {
   }
   std::this_thread::sleep_for(200ms);
   std::ofstream(d.dir() + "/stop") << "stop\n";
-  std::vector<std::set<Id>> owned(static_cast<std::size_t>(clients));
+  std::vector<std::map<Id, bool>> owned(static_cast<std::size_t>(clients));
   std::uint64_t total_ops = 0;
   std::uint64_t reconnects = 0;
   for (int i = 0; i < clients; ++i) {
@@ -114,7 +123,8 @@ TEST(DaemonCrash, KilledUnderLoadLosesNothingAcknowledged) {
     total_ops += ops;
     reconnects += rc;
     Id id;
-    while (in >> id) owned[static_cast<std::size_t>(i)].insert(id);
+    int bound;
+    while (in >> id >> bound) owned[static_cast<std::size_t>(i)][id] = bound != 0;
   }
   EXPECT_GT(total_ops, 0u);
   if (cycles > 0) {
@@ -130,11 +140,14 @@ TEST(DaemonCrash, KilledUnderLoadLosesNothingAcknowledged) {
   for (int i = 0; i < clients; ++i) {
     auto ids = (*admin)->list_ids(kVmBase + static_cast<std::uint64_t>(i));
     ASSERT_TRUE(ids) << to_string(ids.error());
-    std::set<Id> daemon_view;
+    std::map<Id, bool> daemon_view;
     for (const IdInfo& info : *ids) {
+      // A BIND run twice by a retry would show as binds == 2.
       EXPECT_EQ(info.state, IdState::active);
-      EXPECT_EQ(info.refs, 1u);
-      daemon_view.insert(info.id);
+      EXPECT_EQ(info.refs, 1u + info.binds) << info.id;
+      EXPECT_LE(info.binds, 1u) << info.id;
+      EXPECT_EQ(info.spid, info.binds == 1 ? info.id : kInvalidId) << info.id;
+      daemon_view[info.id] = info.binds == 1;
       EXPECT_TRUE(everyone.insert(info.id).second) << "PASID " << info.id << " owned twice";
     }
     EXPECT_EQ(daemon_view, owned[static_cast<std::size_t>(i)]) << "VM " << kVmBase + i;
