@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   std::string policy_file;
   bool no_sync = false;
   bool print_caps = false;
-  app.add_option("--socket", socket_path,
+  app.add_option("--socket,--socket-path", socket_path,
                  "Unix socket to listen on (unless a socket is passed by systemd)");
   app.add_option("--state-dir", state_dir, "Directory of the SQLite state (ioasidd.sqlite3)")
       ->capture_default_str();
