@@ -529,6 +529,18 @@ TEST_F(DaemonTest, MalformedFramesCloseOnlyThatConnection) {
   EXPECT_GE(stats().daemon.protocol_errors, 7u);
 }
 
+TEST_F(DaemonTest, HalfClosedClientGetsItsRepliesThenTheConnectionCloses) {
+  RawConn c(d_.socket());
+  c.hello();
+  ASSERT_TRUE(c.send(next(), b::StatsRequest{}));
+  ASSERT_EQ(::shutdown(c.fd(), SHUT_WR), 0);
+  b::Reply r;
+  ASSERT_TRUE(c.recv(&r));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_TRUE(d_.alive());
+}
+
 TEST_F(DaemonTest, ClientThatStopsReadingDoesNotBlockOthers) {
   auto slow = session(60, 4);
   // Flood with requests without ever reading a reply: its replies fill the socket and then the

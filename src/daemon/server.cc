@@ -409,7 +409,9 @@ void Server::read_conn(Conn& c) {
 }
 
 void Server::update_interest(Conn& c) {
-  std::uint32_t want = EPOLLRDHUP;
+  // After the peer's end of stream only EPOLLOUT is of interest (a level-triggered RDHUP would
+  // fire in every iteration).
+  std::uint32_t want = c.eof ? 0u : static_cast<std::uint32_t>(EPOLLRDHUP);
   if (!c.eof && c.pending_in() < kMaxInBuffer && c.pending_out() < config_.max_output) {
     want |= EPOLLIN;
   }
