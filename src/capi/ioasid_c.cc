@@ -33,6 +33,7 @@
 #include <new>
 #include <vector>
 
+#include "capi/backend_handle.hpp"
 #include "ioasid/errc.hpp"
 #include "ioasid/local_backend.hpp"
 #include "ioasid/space.hpp"
@@ -66,10 +67,7 @@ struct ioasid_space {
   std::unique_ptr<ioasid::Space> space;  // reset first in ioasid_space_destroy()
 };
 
-struct ioasid_backend {
-  explicit ioasid_backend(ioasid::Space& space, ioasid::SetId set) : backend(space, set) {}
-  ioasid::LocalBackend backend;
-};
+// struct ioasid_backend: capi/backend_handle.hpp (the ioasidd client creates them too).
 
 struct ioasid_vtd_device {
   ioasid_log_fn log_fn = nullptr;

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+// channel.cc: the client library's connection, session and reconnection logic (channel.hpp).
+#include "client/channel.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace ioasid::client_detail {
+
+namespace b = ioasid::broker;
+namespace bw = ioasid::wire::broker;
+
+namespace {
+
+std::uint64_t realtime_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+Channel::Channel(Config config)
+    : cfg_(std::move(config)),
+      // Request ids start from the wall clock so that a later process of the same VM (which
+      // resumes the session) never reuses an id the daemon still holds a stored reply for.
+      next_rid_(realtime_ns()),
+      rng_(static_cast<std::uint32_t>(realtime_ns() ^ static_cast<std::uint64_t>(getpid()))) {
+  open_rid_ = ++next_rid_;
+}
+
+Channel::~Channel() { drop(); }
+
+void Channel::drop() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Channel::Clock::time_point Channel::deadline_from_now() const {
+  if (cfg_.timeout.count() <= 0) return Clock::time_point::max();
+  return Clock::now() + cfg_.timeout;
+}
+
+ResumeToken Channel::token() const {
+  std::lock_guard g(mu_);
+  return token_;
+}
+bool Channel::resumed() const {
+  std::lock_guard g(mu_);
+  return resumed_;
+}
+std::uint32_t Channel::grace() const {
+  std::lock_guard g(mu_);
+  return grace_;
+}
+std::uint64_t Channel::reconnects() const {
+  std::lock_guard g(mu_);
+  return connects_ > 0 ? connects_ - 1 : 0;
+}
+void Channel::forget_session() {
+  std::lock_guard g(mu_);
+  lost_ = true;
+  drop();
+}
+
+bool Channel::sleep_backoff(std::chrono::milliseconds* backoff, Clock::time_point deadline) {
+  const auto now = Clock::now();
+  if (now >= deadline) return false;
+  // Full jitter in [backoff/2, backoff]: clients that lost the daemon together do not all come
+  // back in the same millisecond.
+  const auto half = std::max<std::int64_t>(1, backoff->count() / 2);
+  std::uniform_int_distribution<std::int64_t> dist(half,
+                                                   std::max<std::int64_t>(half, backoff->count()));
+  auto wait = std::chrono::milliseconds(dist(rng_));
+  if (deadline != Clock::time_point::max()) {
+    wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                              std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(wait);
+  *backoff = std::min(cfg_.backoff_max, *backoff * 2);
+  return true;
+}
+
+Errc Channel::write_all(std::span<const std::byte> bytes, Clock::time_point deadline) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int ms = -1;
+      if (deadline != Clock::time_point::max()) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return Errc::timed_out;
+        ms = static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
+      }
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, ms) == 0) return Errc::timed_out;
+      continue;
+    }
+    return Errc::io_error;
+  }
+  return Errc{};
+}
+
+Errc Channel::read_exact(std::byte* p, std::size_t n, Clock::time_point deadline) {
+  std::size_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::recv(fd_, p + done, n - done, 0);
+    if (r > 0) {
+      done += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r == 0) return Errc::io_error;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      int ms = -1;
+      if (deadline != Clock::time_point::max()) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return Errc::timed_out;
+        ms = static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
+      }
+      pollfd pf{fd_, POLLIN, 0};
+      if (::poll(&pf, 1, ms) == 0) return Errc::timed_out;
+      continue;
+    }
+    return Errc::io_error;
+  }
+  return Errc{};
+}
+
+Errc Channel::exchange(std::uint64_t rid, const b::Request& req, Clock::time_point deadline,
+                       b::Reply* out) {
+  const b::EncodedRequest enc = b::encode_request(rid, req);
+  if (Errc e = write_all(enc.span(), deadline); e != Errc{}) return e;
+  rx_.resize(b::kHeaderSize);
+  if (Errc e = read_exact(rx_.data(), b::kHeaderSize, deadline); e != Errc{}) return e;
+  auto h = b::decode_header(rx_);
+  if (!h || !h->is_reply()) return Errc::io_error;
+  rx_.resize(h->frame_size());
+  if (Errc e = read_exact(rx_.data() + b::kHeaderSize, h->size, deadline); e != Errc{}) return e;
+  auto r = b::decode_reply(*h, std::span<const std::byte>(rx_).subspan(b::kHeaderSize));
+  // A malformed reply, or an answer to another request, means the stream cannot be trusted.
+  if (!r || h->request_id != rid || h->type != bw::to_u32(b::request_type(req))) {
+    return Errc::io_error;
+  }
+  *out = *r;
+  return Errc{};
+}
+
+Errc Channel::connect_once(Clock::time_point deadline) {
+  sockaddr_un addr{};
+  if (cfg_.path.empty() || cfg_.path.size() >= sizeof addr.sun_path) {
+    return Errc::invalid_argument;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, cfg_.path.c_str(), cfg_.path.size() + 1);
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return Errc::io_error;
+  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    drop();
+    return Errc::io_error;
+  }
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  ++connects_;
+  b::Reply r;
+  if (Errc e =
+          exchange(++next_rid_, b::HelloRequest{bw::kProtocolVersion, cfg_.features}, deadline, &r);
+      e != Errc{}) {
+    drop();
+    return e;
+  }
+  if (r.status != 0) {
+    drop();
+    return r.error();
+  }
+  const auto& hello = std::get<b::HelloReply>(r.body);
+  if ((hello.features & ~cfg_.features) != 0) {
+    drop();
+    return Errc::io_error;
+  }
+  return Errc{};
+}
+
+Errc Channel::establish(Clock::time_point deadline) {
+  if (Errc e = connect_once(deadline); e != Errc{}) return e;
+  if (!cfg_.session) return Errc{};
+  b::Reply r;
+  Errc e;
+  const bool opening = !have_session_;
+  // A retried OPEN_SESSION (same request id) gets the stored answer if the first one executed and
+  // its reply was lost; while the daemon still holds that broken connection it answers exists.
+  const bool open_retry = opening && open_sent_;
+  if (opening) {
+    open_sent_ = true;
+    b::OpenSessionRequest o;
+    o.vm_token = cfg_.vm_token;
+    o.quota = cfg_.quota;
+    o.resume = cfg_.resume;
+    e = exchange(open_rid_, o, deadline, &r);
+  } else {
+    e = exchange(++next_rid_, b::ResumeRequest{cfg_.vm_token, token_}, deadline, &r);
+  }
+  if (e != Errc{}) {
+    drop();
+    return e;
+  }
+  if (opening) open_sent_ = false;  // answered: nothing of it is pending any more
+  if (r.status != 0) {
+    drop();
+    const Errc err = r.error();
+    // The daemon has not noticed yet that our previous connection is gone.
+    if (err == Errc::exists && (!opening || open_retry)) return Errc::try_again;
+    if (err == Errc::not_found && !opening) lost_ = true;
+    return err;
+  }
+  const auto& s = std::get<b::SessionReply>(r.body);
+  if (opening) {
+    resumed_ = s.resumed;
+    token_ = s.resume_token;
+    grace_ = s.grace_seconds;
+    have_session_ = true;
+  }
+  return Errc{};
+}
+
+Errc Channel::start() {
+  std::lock_guard g(mu_);
+  const auto deadline = deadline_from_now();
+  auto backoff = cfg_.backoff_initial;
+  // Resuming after a VMM restart: the daemon may not have seen the old process's connection close
+  // yet and answers exists for a short while; a session held by a live connection answers it
+  // for good, so this is retried for two seconds at most.
+  const auto exists_until = Clock::now() + std::chrono::seconds(cfg_.resume ? 2 : 0);
+  while (true) {
+    const Errc e = establish(deadline);
+    if (e == Errc{} || e == Errc::timed_out) return e;
+    if (e == Errc::exists && Clock::now() < exists_until) {
+      if (!sleep_backoff(&backoff, deadline)) return Errc::timed_out;
+      continue;
+    }
+    if (e != Errc::io_error && e != Errc::try_again) return e;
+    if (!sleep_backoff(&backoff, deadline)) return Errc::timed_out;
+  }
+}
+
+Errc Channel::call(const b::Request& req, const std::function<void(const b::Reply&)>& use) {
+  std::lock_guard g(mu_);
+  if (lost_) return Errc::not_found;
+  const auto deadline = deadline_from_now();
+  const std::uint64_t rid = ++next_rid_;
+  auto backoff = cfg_.backoff_initial;
+  // RESUME answered exists: at first the daemon has not yet seen our broken connection close;
+  // if that lasts, another process took the session over with the token, and it is not ours any
+  // more.
+  std::optional<Clock::time_point> taken_over_at;
+  while (true) {
+    if (fd_ < 0) {
+      const Errc e = establish(deadline);
+      if (e == Errc::try_again) {
+        if (!taken_over_at) taken_over_at = Clock::now() + std::chrono::seconds(3);
+        if (Clock::now() >= *taken_over_at) lost_ = true;
+      }
+      if (lost_) return Errc::not_found;
+      if (e != Errc{}) {
+        if (e != Errc::io_error && e != Errc::try_again && e != Errc::timed_out) return e;
+        if (e == Errc::timed_out || !sleep_backoff(&backoff, deadline)) return Errc::timed_out;
+        continue;
+      }
+    }
+    b::Reply r;
+    const Errc e = exchange(rid, req, deadline, &r);
+    if (e == Errc{}) {
+      use(r);
+      return e;
+    }
+    drop();
+    if (e == Errc::timed_out || !sleep_backoff(&backoff, deadline)) return Errc::timed_out;
+  }
+}
+
+}  // namespace ioasid::client_detail

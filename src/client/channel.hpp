@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+// channel.hpp: the connection machinery of the ioasidd client library (include/ioasid/client.hpp):
+// one Unix socket to the daemon, HELLO, the session (OPEN_SESSION / RESUME), blocking request /
+// reply exchanges with a per-call deadline, and reconnection with capped, jittered exponential
+// backoff that resumes the session and resends the request with its original request id.
+//
+// Thread-safety: call() takes the channel's mutex; one request is in flight at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "broker/proto.hpp"
+#include "ioasid/client.hpp"
+
+namespace ioasid::client_detail {
+
+class Channel {
+ public:
+  struct Config {
+    std::string path;
+    std::uint64_t features = 0;
+    bool session = false;  // open / resume a VM session on every connection
+    std::uint64_t vm_token = 0;
+    std::uint32_t quota = 0;
+    std::optional<ResumeToken> resume;
+    std::chrono::milliseconds timeout{0};
+    std::chrono::milliseconds backoff_initial{10};
+    std::chrono::milliseconds backoff_max{1000};
+  };
+  explicit Channel(Config config);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // Connects (and opens the session) with retries until the timeout. Returns Errc{} or the error.
+  Errc start();
+
+  // Sends req and hands its reply (success or error status) to use(), under the channel's lock:
+  // list bodies view the channel's buffer and are valid only during use(). Returns the transport
+  // error (timed_out; not_found once the session is lost) without calling use().
+  Errc call(const broker::Request& req, const std::function<void(const broker::Reply&)>& use);
+
+  [[nodiscard]] ResumeToken token() const;
+  [[nodiscard]] bool resumed() const;
+  [[nodiscard]] std::uint32_t grace() const;
+  [[nodiscard]] std::uint64_t reconnects() const;
+  // After CLOSE_SESSION: no session any more.
+  void forget_session();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Errc establish(Clock::time_point deadline);
+  Errc connect_once(Clock::time_point deadline);
+  // One request and its reply on the current connection. io_error: the connection broke or the
+  // reply was malformed (the caller reconnects); timed_out.
+  Errc exchange(std::uint64_t rid, const broker::Request& req, Clock::time_point deadline,
+                broker::Reply* out);
+  Errc write_all(std::span<const std::byte> bytes, Clock::time_point deadline);
+  Errc read_exact(std::byte* p, std::size_t n, Clock::time_point deadline);
+  bool sleep_backoff(std::chrono::milliseconds* backoff, Clock::time_point deadline);
+  void drop();
+  Clock::time_point deadline_from_now() const;
+
+  Config cfg_;
+  mutable std::mutex mu_;
+  int fd_ = -1;
+  bool have_session_ = false;  // a session was opened; reconnects resume it
+  bool lost_ = false;          // the session is gone (not resumable)
+  bool resumed_ = false;
+  ResumeToken token_{};
+  std::uint32_t grace_ = 0;
+  std::uint64_t next_rid_ = 0;
+  std::uint64_t open_rid_ = 0;
+  bool open_sent_ = false;  // an OPEN_SESSION was sent and its answer not received  //
+                            // OPEN_SESSION's id, kept across its retries (exactly-once)
+  std::uint64_t connects_ = 0;
+  std::vector<std::byte> rx_;
+  std::minstd_rand rng_;
+};
+
+}  // namespace ioasid::client_detail

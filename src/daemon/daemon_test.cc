@@ -1,0 +1,618 @@
+// SPDX-License-Identifier: Apache-2.0
+// daemon_test.cc: ioasidd over real sockets, byte-level: every request and its errors, session
+// rules, isolation between VMs, administration, durability across restarts, exactly-once replies,
+// grace periods, group commit, and what garbage or a client that stops reading does to a live
+// daemon. The daemon is the built program, run as a child process with its state in a temporary
+// directory (test_daemon.hpp).
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <set>
+#include <thread>
+
+#include "daemon/test_daemon.hpp"
+
+namespace ioasid::testing {
+namespace {
+
+b::OpenSessionRequest open_req(std::uint64_t vm, std::uint32_t quota) {
+  b::OpenSessionRequest o;
+  o.vm_token = vm;
+  o.quota = quota;
+  return o;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(d_.start(extra_)); }
+  // A connection with HELLO done and VM vm's session open.
+  std::unique_ptr<RawConn> session(std::uint64_t vm, std::uint32_t quota = 16,
+                                   b::SessionReply* out = nullptr) {
+    auto c = std::make_unique<RawConn>(d_.socket());
+    EXPECT_TRUE(c->ok());
+    EXPECT_EQ(c->hello(), bw::kAllFeatures);
+    auto r = c->call(next(), open_req(vm, quota));
+    EXPECT_EQ(r.status, 0);
+    if (out != nullptr && r.status == 0) *out = std::get<b::SessionReply>(r.body);
+    return c;
+  }
+  std::uint64_t next() { return ++rid_; }
+  Id alloc(RawConn& c, Id min = 1, Id max = 0xFFFFF) {
+    auto r = c.call(next(), b::AllocRequest{min, max});
+    EXPECT_EQ(r.status, 0);
+    return r.status == 0 ? std::get<b::AllocReply>(r.body).id : kInvalidId;
+  }
+  b::StatsReply stats() {
+    RawConn a(d_.socket());
+    a.hello();
+    auto r = a.call(next(), b::StatsRequest{});
+    EXPECT_EQ(r.status, 0);
+    return std::get<b::StatsReply>(r.body);
+  }
+  DaemonProcess d_;
+  std::vector<std::string> extra_;
+  std::uint64_t rid_ = 1000;
+};
+
+TEST_F(DaemonTest, HelloNegotiatesAndConnectionStateErrors) {
+  RawConn c(d_.socket());
+  ASSERT_TRUE(c.ok());
+  // Before HELLO: -EOPNOTSUPP.
+  EXPECT_EQ(c.call(next(), b::SetInfoRequest{}).status, -EOPNOTSUPP);
+  auto r = c.call(next(), b::HelloRequest{7, ~std::uint64_t{0}});
+  ASSERT_EQ(r.status, 0);
+  const auto& h = std::get<b::HelloReply>(r.body);
+  EXPECT_EQ(h.version, 1u);
+  EXPECT_EQ(h.features, bw::kAllFeatures);  // the intersection
+  EXPECT_EQ(h.max_payload, bw::kMaxPayload);
+  EXPECT_GE(h.max_in_flight, 1u);
+  // A second HELLO: -EINVAL.
+  EXPECT_EQ(c.call(next(), b::HelloRequest{1, 0}).status, -EINVAL);
+  // Session requests without a session: -EPERM.
+  EXPECT_EQ(c.call(next(), b::AllocRequest{1, 10}).status, -EPERM);
+  EXPECT_EQ(c.call(next(), b::CloseSessionRequest{}).status, -EPERM);
+  EXPECT_EQ(c.call(next(), b::SetInfoRequest{}).status, -EPERM);
+}
+
+TEST_F(DaemonTest, FeaturesNotNegotiatedAreUnsupported) {
+  RawConn c(d_.socket());
+  EXPECT_EQ(c.hello(0), 0u);
+  EXPECT_EQ(c.call(next(), b::StatsRequest{}).status, -EOPNOTSUPP);
+  EXPECT_EQ(c.call(next(), b::ResumeRequest{5, {1}}).status, -EOPNOTSUPP);
+  auto o = open_req(5, 4);
+  o.resume = b::ResumeToken{1};
+  EXPECT_EQ(c.call(next(), o).status, -EOPNOTSUPP);
+  ASSERT_EQ(c.call(next(), open_req(5, 4)).status, 0);
+  EXPECT_EQ(c.call(next(), b::FindRequest{3}).status, -EOPNOTSUPP);
+  const Id id = alloc(c);
+  EXPECT_EQ(c.call(next(), b::BindRequest{id, 3}).status, -EOPNOTSUPP);
+  EXPECT_EQ(c.call(next(), b::BindRequest{id, kInvalidId}).status, 0);
+}
+
+TEST_F(DaemonTest, OpenSessionRules) {
+  RawConn c(d_.socket());
+  c.hello();
+  EXPECT_EQ(c.call(next(), open_req(1, 0)).status, -EINVAL);  // quota 0 (the codec)
+  // More than the space can reserve: -ENOSPC.
+  EXPECT_EQ(c.call(next(), open_req(1, 0xFFFFFFu)).status, -ENOSPC);
+  auto r = c.call(next(), open_req(1, 8));
+  ASSERT_EQ(r.status, 0);
+  const auto& s = std::get<b::SessionReply>(r.body);
+  EXPECT_EQ(s.vm_token, 1u);
+  EXPECT_EQ(s.quota, 8u);
+  EXPECT_EQ(s.count, 0u);
+  EXPECT_FALSE(s.resumed);
+  EXPECT_NE(s.resume_token, b::ResumeToken{});
+  EXPECT_EQ(s.grace_seconds, 30u);
+  // A second session on the connection: -EINVAL.
+  EXPECT_EQ(c.call(next(), open_req(2, 8)).status, -EINVAL);
+  // The same VM from another connection: -EEXIST, also RESUME with the right token (attached).
+  RawConn other(d_.socket());
+  other.hello();
+  EXPECT_EQ(other.call(next(), open_req(1, 8)).status, -EEXIST);
+  EXPECT_EQ(other.call(next(), b::ResumeRequest{1, s.resume_token}).status, -EEXIST);
+  EXPECT_EQ(other.call(next(), b::ResumeRequest{1, b::ResumeToken{9}}).status, -ENOENT);
+  EXPECT_EQ(other.call(next(), b::ResumeRequest{77, b::ResumeToken{9}}).status, -ENOENT);
+  // CLOSE_SESSION, then the connection may open another one.
+  EXPECT_EQ(c.call(next(), b::CloseSessionRequest{}).status, 0);
+  EXPECT_EQ(c.call(next(), b::SetInfoRequest{}).status, -EPERM);
+  EXPECT_EQ(c.call(next(), open_req(2, 8)).status, 0);
+  EXPECT_EQ(other.call(next(), open_req(1, 8)).status, 0);
+}
+
+TEST_F(DaemonTest, EveryIdRequestAndItsErrors) {
+  auto c = session(10, 3);
+  const Id a = alloc(*c, 100, 200);
+  EXPECT_EQ(a, 100u);
+  EXPECT_EQ(c->call(next(), b::AllocRequest{5, 0x100000}).status, -ERANGE);  // outside 20 bits
+  EXPECT_EQ(c->call(next(), b::AllocRequest{9, 3}).status, -EINVAL);         // inverted
+  EXPECT_EQ(c->call(next(), b::AllocRequest{100, 100}).status, -ENOSPC);     // range full
+  const Id bb = alloc(*c);
+  const Id cc = alloc(*c);
+  EXPECT_EQ(c->call(next(), b::AllocRequest{1, 0xFFFFF}).status, -EDQUOT);  // quota 3
+  // QUERY
+  auto q = c->call(next(), b::QueryRequest{a});
+  ASSERT_EQ(q.status, 0);
+  EXPECT_EQ(std::get<b::QueryReply>(q.body).info.refs, 1u);
+  EXPECT_EQ(std::get<b::QueryReply>(q.body).info.state, IdState::active);
+  EXPECT_EQ(c->call(next(), b::QueryRequest{4242}).status, -ENOENT);
+  EXPECT_EQ(c->call(next(), b::QueryRequest{0x100000}).status, -ERANGE);
+  // GET / PUT
+  EXPECT_EQ(c->call(next(), b::GetRequest{a}).status, 0);
+  auto p = c->call(next(), b::PutRequest{a});
+  ASSERT_EQ(p.status, 0);
+  EXPECT_FALSE(std::get<b::PutReply>(p.body).released);
+  EXPECT_EQ(c->call(next(), b::GetRequest{4242}).status, -ENOENT);
+  EXPECT_EQ(c->call(next(), b::PutRequest{4242}).status, -ENOENT);
+  // BIND with a guest PASID, FIND, duplicate spid, UNBIND
+  EXPECT_EQ(c->call(next(), b::BindRequest{a, 7}).status, 0);
+  auto f = c->call(next(), b::FindRequest{7});
+  ASSERT_EQ(f.status, 0);
+  EXPECT_EQ(std::get<b::FindReply>(f.body).id, a);
+  EXPECT_EQ(c->call(next(), b::FindRequest{8}).status, -ENOENT);
+  EXPECT_EQ(c->call(next(), b::BindRequest{bb, 7}).status, -EEXIST);
+  EXPECT_EQ(c->call(next(), b::BindRequest{a, 0x100000}).status, -ERANGE);
+  EXPECT_EQ(c->call(next(), b::UnbindRequest{bb}).status, -ENOENT);  // not bound
+  // SET_INFO
+  auto si = c->call(next(), b::SetInfoRequest{});
+  ASSERT_EQ(si.status, 0);
+  const auto& set = std::get<b::SetInfoReply>(si.body).set;
+  EXPECT_EQ(set.vm_token, 10u);
+  EXPECT_EQ(set.quota, 3u);
+  EXPECT_EQ(set.count, 3u);
+  EXPECT_EQ(set.bound, 1u);
+  EXPECT_EQ(set.quota_refusals, 1u);
+  // FREE while bound: FREE_PENDING; GET and FREE again -EBUSY; the last UNBIND releases it.
+  EXPECT_EQ(c->call(next(), b::FreeRequest{a}).status, 0);
+  q = c->call(next(), b::QueryRequest{a});
+  ASSERT_EQ(q.status, 0);
+  EXPECT_EQ(std::get<b::QueryReply>(q.body).info.state, IdState::free_pending);
+  EXPECT_EQ(c->call(next(), b::GetRequest{a}).status, -EBUSY);
+  EXPECT_EQ(c->call(next(), b::FreeRequest{a}).status, -EBUSY);
+  EXPECT_EQ(c->call(next(), b::UnbindRequest{a}).status, 0);
+  EXPECT_EQ(c->call(next(), b::QueryRequest{a}).status, -ENOENT);
+  // PUT of the allocation's reference releases.
+  p = c->call(next(), b::PutRequest{cc});
+  ASSERT_EQ(p.status, 0);
+  EXPECT_TRUE(std::get<b::PutReply>(p.body).released);
+  EXPECT_EQ(c->call(next(), b::FreeRequest{bb}).status, 0);
+  EXPECT_EQ(c->call(next(), b::FreeRequest{bb}).status, -ENOENT);
+  EXPECT_EQ(c->call(next(), b::FreeRequest{0x100000}).status, -ERANGE);
+}
+
+TEST_F(DaemonTest, AnotherVmsPasidIsNotFound) {
+  auto a = session(1);
+  auto bconn = session(2);
+  const Id mine = alloc(*a);
+  ASSERT_EQ(a->call(next(), b::BindRequest{mine, 5}).status, 0);
+  // Every request on VM 1's PASID from VM 2 reads exactly as a PASID that does not exist.
+  for (const b::Request& r :
+       {b::Request{b::FreeRequest{mine}}, b::Request{b::GetRequest{mine}},
+        b::Request{b::PutRequest{mine}}, b::Request{b::BindRequest{mine, kInvalidId}},
+        b::Request{b::UnbindRequest{mine}}, b::Request{b::QueryRequest{mine}},
+        b::Request{b::FindRequest{5}}}) {
+    EXPECT_EQ(bconn->call(next(), r).status, -ENOENT) << b::to_string(b::request_type(r));
+  }
+  // Nothing changed for the owner; the namespace is shared (VM 2 gets another PASID).
+  auto q = a->call(next(), b::QueryRequest{mine});
+  ASSERT_EQ(q.status, 0);
+  EXPECT_EQ(std::get<b::QueryReply>(q.body).info.refs, 2u);
+  EXPECT_NE(alloc(*bconn), mine);
+}
+
+TEST_F(DaemonTest, QuotasAreIsolatedPerVm) {
+  auto a = session(1, 2);
+  auto bconn = session(2, 2);
+  alloc(*a);
+  alloc(*a);
+  EXPECT_EQ(a->call(next(), b::AllocRequest{1, 0xFFFFF}).status, -EDQUOT);
+  alloc(*bconn);  // VM 1's full quota is not VM 2's
+  alloc(*bconn);
+  EXPECT_EQ(bconn->call(next(), b::AllocRequest{1, 0xFFFFF}).status, -EDQUOT);
+}
+
+TEST_F(DaemonTest, CloseSessionFreesEveryPasid) {
+  auto a = session(1);
+  const Id x = alloc(*a);
+  ASSERT_EQ(a->call(next(), b::BindRequest{x, 3}).status, 0);
+  ASSERT_EQ(a->call(next(), b::GetRequest{x}).status, 0);
+  ASSERT_EQ(a->call(next(), b::CloseSessionRequest{}).status, 0);
+  auto bconn = session(2);
+  EXPECT_EQ(alloc(*bconn, x, x), x);
+  EXPECT_EQ(stats().space.live_ids, 1u);
+}
+
+TEST_F(DaemonTest, AdminRequests) {
+  auto a = session(5, 4);
+  auto bconn = session(6, 4);
+  for (int i = 0; i < 3; ++i) alloc(*a);
+  alloc(*bconn);
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto l = adm.call(next(), b::ListSetsRequest{0, 1});
+  ASSERT_EQ(l.status, 0);
+  const auto& page1 = std::get<b::ListSetsReply>(l.body);
+  ASSERT_EQ(page1.sets.size(), 1u);
+  EXPECT_EQ(page1.sets[0].vm_token, 5u);
+  EXPECT_EQ(page1.sets[0].count, 3u);
+  const std::uint64_t cursor = page1.next_cursor;
+  ASSERT_NE(cursor, 0u);
+  l = adm.call(next(), b::ListSetsRequest{cursor, 0});
+  ASSERT_EQ(l.status, 0);
+  ASSERT_EQ(std::get<b::ListSetsReply>(l.body).sets.size(), 1u);
+  EXPECT_EQ(std::get<b::ListSetsReply>(l.body).sets[0].vm_token, 6u);
+  EXPECT_EQ(std::get<b::ListSetsReply>(l.body).next_cursor, 0u);
+  EXPECT_EQ(adm.call(next(), b::ListSetsRequest{99, 0}).status, -EINVAL);  // stale cursor
+  // LIST_IDS, two pages.
+  auto ids = adm.call(next(), b::ListIdsRequest{5, 0, 2});
+  ASSERT_EQ(ids.status, 0);
+  const auto& p1 = std::get<b::ListIdsReply>(ids.body);
+  ASSERT_EQ(p1.ids.size(), 2u);
+  EXPECT_LT(p1.ids[0].id, p1.ids[1].id);
+  const Id next_id = p1.next_id;
+  ids = adm.call(next(), b::ListIdsRequest{5, next_id, 0});
+  ASSERT_EQ(ids.status, 0);
+  EXPECT_EQ(std::get<b::ListIdsReply>(ids.body).ids.size(), 1u);
+  EXPECT_EQ(std::get<b::ListIdsReply>(ids.body).next_id, kInvalidId);
+  EXPECT_EQ(adm.call(next(), b::ListIdsRequest{404, 0, 0}).status, -ENOENT);
+  // SET_QUOTA
+  EXPECT_EQ(adm.call(next(), b::SetQuotaRequest{5, 2}).status, -EINVAL);  // below the count
+  EXPECT_EQ(adm.call(next(), b::SetQuotaRequest{404, 2}).status, -ENOENT);
+  EXPECT_EQ(adm.call(next(), b::SetQuotaRequest{5, 0xFFFFFF}).status, -ENOSPC);
+  ASSERT_EQ(adm.call(next(), b::SetQuotaRequest{5, 3}).status, 0);
+  EXPECT_EQ(a->call(next(), b::AllocRequest{1, 0xFFFFF}).status, -EDQUOT);
+  // STATS
+  auto st = adm.call(next(), b::StatsRequest{});
+  ASSERT_EQ(st.status, 0);
+  const auto& s = std::get<b::StatsReply>(st.body);
+  EXPECT_EQ(s.space.live_ids, 4u);
+  EXPECT_EQ(s.space.sets, 2u);
+  EXPECT_EQ(s.daemon.sessions, 2u);
+  EXPECT_EQ(s.daemon.clients, 3u);
+  EXPECT_GE(s.daemon.journal_commits, 5u);
+  EXPECT_GE(s.daemon.error_replies, 5u);
+}
+
+TEST_F(DaemonTest, StateSurvivesRestartAndSessionsResume) {
+  b::SessionReply s;
+  auto c = session(3, 8, &s);
+  const Id x = alloc(*c);
+  const Id y = alloc(*c);
+  ASSERT_EQ(c->call(next(), b::BindRequest{x, 44}).status, 0);
+  ASSERT_EQ(c->call(next(), b::BindRequest{x, kInvalidId}).status, 0);
+  ASSERT_EQ(c->call(next(), b::GetRequest{x}).status, 0);
+  ASSERT_EQ(c->call(next(), b::GetRequest{y}).status, 0);
+  ASSERT_EQ(c->call(next(), b::FreeRequest{y}).status, 0);  // FREE_PENDING, one ref
+  c.reset();
+  d_.kill9();
+  ASSERT_TRUE(d_.start());
+  RawConn r(d_.socket());
+  r.hello();
+  auto res = r.call(next(), b::ResumeRequest{3, s.resume_token});
+  ASSERT_EQ(res.status, 0);
+  EXPECT_TRUE(std::get<b::SessionReply>(res.body).resumed);
+  EXPECT_EQ(std::get<b::SessionReply>(res.body).count, 2u);
+  auto q = r.call(next(), b::QueryRequest{x});
+  ASSERT_EQ(q.status, 0);
+  const IdInfo qx = std::get<b::QueryReply>(q.body).info;
+  EXPECT_EQ(qx.refs, 4u);
+  EXPECT_EQ(qx.binds, 2u);
+  EXPECT_EQ(qx.spid, 44u);
+  q = r.call(next(), b::QueryRequest{y});
+  ASSERT_EQ(q.status, 0);
+  EXPECT_EQ(std::get<b::QueryReply>(q.body).info.state, IdState::free_pending);
+  EXPECT_EQ(std::get<b::QueryReply>(q.body).info.refs, 1u);
+  auto f = r.call(next(), b::FindRequest{44});
+  ASSERT_EQ(f.status, 0);
+  EXPECT_EQ(std::get<b::FindReply>(f.body).id, x);
+  // A restart with another space shape is refused with a clear error.
+  r.call(next(), b::CloseSessionRequest{});
+  EXPECT_EQ(WEXITSTATUS(d_.stop()), 0);
+  EXPECT_FALSE(d_.start({"--id-bits", "16"}));
+  EXPECT_EQ(WEXITSTATUS(d_.exit_status()), 1);
+}
+
+TEST_F(DaemonTest, RetriedRequestGetsItsOriginalReply) {
+  b::SessionReply s;
+  auto c = session(4, 8, &s);
+  auto r1 = c->call(777, b::AllocRequest{1, 0xFFFFF});
+  ASSERT_EQ(r1.status, 0);
+  auto r2 = c->call(777, b::AllocRequest{1, 0xFFFFF});
+  ASSERT_EQ(r2.status, 0);
+  EXPECT_EQ(std::get<b::AllocReply>(r1.body).id, std::get<b::AllocReply>(r2.body).id);
+  // The same token for another request type: refused, nothing executed.
+  EXPECT_EQ(c->call(777, b::FreeRequest{std::get<b::AllocReply>(r1.body).id}).status, -EINVAL);
+  // After a daemon crash, on a resumed session, the stored reply is still the answer.
+  c.reset();
+  d_.kill9();
+  ASSERT_TRUE(d_.start());
+  RawConn r(d_.socket());
+  r.hello();
+  ASSERT_EQ(r.call(next(), b::ResumeRequest{4, s.resume_token}).status, 0);
+  auto r3 = r.call(777, b::AllocRequest{1, 0xFFFFF});
+  ASSERT_EQ(r3.status, 0);
+  EXPECT_EQ(std::get<b::AllocReply>(r3.body).id, std::get<b::AllocReply>(r1.body).id);
+  auto si = r.call(next(), b::SetInfoRequest{});
+  EXPECT_EQ(std::get<b::SetInfoReply>(si.body).set.count, 1u);
+}
+
+TEST_F(DaemonTest, RetriedOpenSessionGetsItsOriginalReply) {
+  RawConn c(d_.socket());
+  c.hello();
+  auto first = c.call(555, open_req(8, 4));
+  ASSERT_EQ(first.status, 0);
+  d_.kill9();  // as if the reply had been lost in the crash
+  ASSERT_TRUE(d_.start());
+  RawConn again(d_.socket());
+  again.hello();
+  auto second = again.call(555, open_req(8, 4));
+  ASSERT_EQ(second.status, 0);
+  EXPECT_EQ(std::get<b::SessionReply>(second.body).resume_token,
+            std::get<b::SessionReply>(first.body).resume_token);
+  // A fresh OPEN_SESSION (another token) does not take over the session.
+  RawConn third(d_.socket());
+  third.hello();
+  EXPECT_EQ(third.call(556, open_req(8, 4)).status, -EEXIST);
+}
+
+TEST_F(DaemonTest, OpenSessionWithResumeTokenTakesOverTheDetachedSession) {
+  b::SessionReply s;
+  auto c = session(12, 4, &s);
+  const Id x = alloc(*c);
+  c.reset();  // the VMM dies; the daemon notices and starts the grace period
+  RawConn n(d_.socket());
+  n.hello();
+  auto o = open_req(12, 0);
+  o.resume = s.resume_token;
+  b::Reply r;
+  for (int i = 0; i < 200; ++i) {  // until the daemon has seen the old connection go
+    r = n.call(next(), o);
+    if (r.status != -EEXIST) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(r.status, 0);
+  EXPECT_TRUE(std::get<b::SessionReply>(r.body).resumed);
+  EXPECT_EQ(n.call(next(), b::QueryRequest{x}).status, 0);
+}
+
+class DaemonGraceTest : public DaemonTest {
+ protected:
+  DaemonGraceTest() { extra_ = {"--grace", "1"}; }
+};
+
+TEST_F(DaemonGraceTest, DetachedSessionIsReclaimedAfterGraceEvenAcrossRestart) {
+  b::SessionReply s;
+  auto c = session(20, 4, &s);
+  const Id x = alloc(*c);
+  c.reset();
+  d_.kill9();  // the deadline is in the store
+  ASSERT_TRUE(d_.start({"--grace", "1"}));
+  // Wait (bounded) for the daemon to reclaim the set.
+  bool gone = false;
+  for (int i = 0; i < 400 && !gone; ++i) {
+    gone = stats().space.sets == 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_TRUE(gone);
+  RawConn r(d_.socket());
+  r.hello();
+  EXPECT_EQ(r.call(next(), b::ResumeRequest{20, s.resume_token}).status, -ENOENT);
+  // The PASID went back to the space.
+  auto o = session(21);
+  EXPECT_EQ(alloc(*o, x, x), x);
+}
+
+TEST_F(DaemonTest, SessionWithoutResumeIsReclaimedAtDisconnect) {
+  {
+    RawConn c(d_.socket());
+    c.hello(0);
+    ASSERT_EQ(c.call(next(), open_req(30, 4)).status, 0);
+    ASSERT_EQ(c.call(next(), b::AllocRequest{1, 10}).status, 0);
+  }
+  bool gone = false;
+  for (int i = 0; i < 400 && !gone; ++i) {
+    gone = stats().space.sets == 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone);
+}
+
+TEST_F(DaemonTest, RequestsOfOneIterationShareOneCommit) {
+  auto c = session(40, 200);
+  const std::uint64_t before = stats().daemon.journal_commits;
+  // 64 ALLOCs in one write: the daemon reads them in one go and commits them in a few
+  // transactions (max_inflight per connection and iteration), not 64.
+  std::vector<std::byte> burst;
+  for (int i = 0; i < 64; ++i) {
+    auto e = b::encode_request(next(), b::AllocRequest{1, 0xFFFFF});
+    burst.insert(burst.end(), e.span().begin(), e.span().end());
+  }
+  ASSERT_TRUE(c->send_bytes(burst));
+  std::set<Id> got;
+  for (int i = 0; i < 64; ++i) {
+    b::Reply r;
+    ASSERT_TRUE(c->recv(&r));
+    ASSERT_EQ(r.status, 0);
+    got.insert(std::get<b::AllocReply>(r.body).id);
+  }
+  EXPECT_EQ(got.size(), 64u);
+  const std::uint64_t commits = stats().daemon.journal_commits - before;
+  EXPECT_LT(commits, 16u);
+  EXPECT_GE(commits, 2u);  // 64 > max_inflight (32)
+}
+
+class DaemonCapTest : public DaemonTest {
+ protected:
+  DaemonCapTest() { extra_ = {"--max-sessions-per-client", "2", "--capacity", "100"}; }
+};
+
+TEST_F(DaemonCapTest, SessionCapAndCapacity) {
+  auto a = session(1, 60);
+  RawConn c(d_.socket());
+  c.hello();
+  EXPECT_EQ(c.call(next(), open_req(2, 41)).status, -ENOSPC);  // capacity 100
+  ASSERT_EQ(c.call(next(), open_req(2, 40)).status, 0);
+  RawConn d(d_.socket());
+  d.hello();
+  EXPECT_EQ(d.call(next(), open_req(3, 1)).status, -ENOSPC);  // two sessions per uid
+}
+
+// ---- garbage and slow clients ----
+
+TEST_F(DaemonTest, MalformedFramesCloseOnlyThatConnection) {
+  auto good = session(50);
+  const Id x = alloc(*good);
+  auto frame = [](std::uint32_t type, std::uint32_t flags, std::uint32_t size,
+                  std::uint32_t reserved) {
+    std::vector<std::byte> f(b::kHeaderSize);
+    bw::Header h{};
+    h.type.store(type);
+    h.flags.store(flags);
+    h.size.store(size);
+    h.reserved.store(reserved);
+    h.request_id.store(9);
+    std::memcpy(f.data(), &h, sizeof h);
+    return f;
+  };
+  const std::vector<std::vector<std::byte>> closing = {
+      frame(0x10, 2 | bw::kFlagNeedReply, 8, 0),                    // bad version
+      frame(0x10, 1 | bw::kFlagNeedReply | 0x100, 8, 0),            // unknown flag
+      frame(0x10, 1 | bw::kFlagReply, 8, 0),                        // a reply sent to the daemon
+      frame(0x10, 1, 8, 0),                                         // neither direction
+      frame(0x10, 1 | bw::kFlagNeedReply, 8, 1),                    // header reserved
+      frame(0x10, 1 | bw::kFlagNeedReply, bw::kMaxPayload + 1, 0),  // oversized
+  };
+  for (std::size_t i = 0; i < closing.size(); ++i) {
+    RawConn bad(d_.socket());
+    bad.hello();
+    auto f = closing[i];
+    if (i + 1 < closing.size()) f.resize(f.size() + 8);  // the payload the header announces
+    ASSERT_TRUE(bad.send_bytes(f));
+    EXPECT_TRUE(bad.closed_by_peer()) << "frame " << i;
+  }
+  // Random garbage.
+  {
+    RawConn bad(d_.socket());
+    std::vector<std::byte> junk(1000);
+    for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = std::byte(i * 131 + 7);
+    ASSERT_TRUE(bad.send_bytes(junk));
+    EXPECT_TRUE(bad.closed_by_peer());
+  }
+  // A truncated frame, then the peer goes away: nothing happens to the others.
+  {
+    RawConn bad(d_.socket());
+    bad.hello();
+    auto e = b::encode_request(next(), b::AllocRequest{1, 5});
+    ASSERT_TRUE(bad.send_bytes(e.span().first(e.size - 3)));
+  }
+  // Unknown type and a bad length: an error reply, the connection stays.
+  {
+    RawConn c(d_.socket());
+    c.hello();
+    auto u = frame(0x7777, 1 | bw::kFlagNeedReply, 4, 0);
+    u.resize(u.size() + 4);
+    ASSERT_TRUE(c.send_bytes(u));
+    b::Reply r;
+    ASSERT_TRUE(c.recv(&r));
+    EXPECT_EQ(r.status, -EOPNOTSUPP);
+    EXPECT_EQ(r.type, 0x7777u);
+    auto l = frame(0x10, 1 | bw::kFlagNeedReply, 4, 0);
+    l.resize(l.size() + 4);
+    ASSERT_TRUE(c.send_bytes(l));
+    ASSERT_TRUE(c.recv(&r));
+    EXPECT_EQ(r.status, -EINVAL);
+    EXPECT_EQ(c.call(0, b::AllocRequest{1, 2}).status, -EINVAL);  // zero request id
+    EXPECT_EQ(c.call(next(), b::StatsRequest{}).status, 0);
+  }
+  EXPECT_TRUE(d_.alive());
+  EXPECT_EQ(good->call(next(), b::QueryRequest{x}).status, 0);
+  EXPECT_GE(stats().daemon.protocol_errors, 7u);
+}
+
+TEST_F(DaemonTest, HalfClosedClientGetsItsRepliesThenTheConnectionCloses) {
+  RawConn c(d_.socket());
+  c.hello();
+  ASSERT_TRUE(c.send(next(), b::StatsRequest{}));
+  ASSERT_EQ(::shutdown(c.fd(), SHUT_WR), 0);
+  b::Reply r;
+  ASSERT_TRUE(c.recv(&r));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_TRUE(d_.alive());
+}
+
+TEST_F(DaemonTest, ClientThatStopsReadingDoesNotBlockOthers) {
+  auto slow = session(60, 4);
+  // Flood with requests without ever reading a reply: its replies fill the socket and then the
+  // daemon's bounded output buffer; the daemon stops reading it.
+  const int fd = slow->fd();
+  const int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  std::vector<std::byte> burst;
+  for (int i = 0; i < 512; ++i) {
+    auto e = b::encode_request(next(), b::ListIdsRequest{60, 0, 0});
+    burst.insert(burst.end(), e.span().begin(), e.span().end());
+  }
+  std::size_t sent = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::size_t stalled = 0;  // consecutive sends the daemon took nothing of
+  while (!(stalled >= 200 && sent > (1u << 20)) && std::chrono::steady_clock::now() < until) {
+    const ssize_t n = ::send(fd, burst.data(), burst.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+      stalled = 0;
+    } else {
+      ++stalled;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  EXPECT_GE(stalled, 200u);  // the daemon stopped reading this client
+  EXPECT_GT(sent, 1u << 20);
+  // Others are served meanwhile.
+  auto other = session(61);
+  const Id x = alloc(*other);
+  EXPECT_EQ(other->call(next(), b::QueryRequest{x}).status, 0);
+  EXPECT_EQ(stats().daemon.clients, 3u);
+}
+
+TEST(DaemonCli, SocketActivation) {
+  DaemonProcess d;
+  d.use_socket_activation();
+  ASSERT_TRUE(d.start());
+  RawConn c(d.socket());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c.hello(), bw::kAllFeatures);
+  b::OpenSessionRequest o;
+  o.vm_token = 3;
+  o.quota = 2;
+  EXPECT_EQ(c.call(2, o).status, 0);
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
+  EXPECT_TRUE(std::filesystem::exists(d.socket()));  // systemd's socket: not removed
+}
+
+TEST(DaemonCli, PrintCapabilitiesAndBadArguments) {
+  std::string out;
+  int st = run_daemon_to_exit({"--print-capabilities"}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_NE(out.find("\"protocol_version\": 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"resume\""), std::string::npos);
+  out.clear();
+  st = run_daemon_to_exit({"--id-bits", "40"}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 2);
+  out.clear();
+  st = run_daemon_to_exit({"--state-dir", "/nonexistent/x"}, &out);
+  EXPECT_NE(WEXITSTATUS(st), 0);
+  out.clear();
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  // A second daemon on the same socket path refuses to start.
+  st = run_daemon_to_exit({"--socket", d.socket(), "--state-dir", d.dir() + "/other"}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  EXPECT_NE(out.find("another daemon"), std::string::npos) << out;
+  // SIGTERM: a prompt, clean exit that removes the socket.
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
+  EXPECT_FALSE(std::filesystem::exists(d.socket()));
+}
+
+}  // namespace
+}  // namespace ioasid::testing

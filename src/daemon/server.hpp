@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+// server.hpp: ioasidd's core: one IOASID Space, its durable store, the sessions of the VMs and
+// the epoll event loop that serves every client connection (docs/daemon.md).
+//
+// One thread does everything. Each loop iteration: accept, read what every readable connection
+// sent, decode and execute its complete frames (at most max_inflight per connection and per
+// iteration), expire detached sessions whose grace period is over, COMMIT the one transaction that
+// recorded every change of the iteration (group commit), and only then write the replies.
+// A connection whose unsent replies exceed max_output is not read any more (and its buffered
+// requests are not executed) until it has drained them; the others are not affected.
+//
+// Thread-safety: none; run() is the only entry point after create().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/proto.hpp"
+#include "daemon/policy.hpp"
+#include "daemon/store.hpp"
+#include "ioasid/space.hpp"
+
+namespace ioasid::daemon {
+
+struct ServerConfig {
+  int listen_fd = -1;  // listening, non-blocking Unix stream socket (owned by the caller)
+  int signal_fd = -1;  // signalfd for SIGTERM/SIGINT, or -1
+  unsigned id_bits = kPasidBits;
+  std::uint64_t capacity = 0;  // 0: every non-reserved ID
+  std::uint32_t grace_seconds = 30;
+  std::uint32_t max_sessions_per_client = 64;  // per peer uid, attached or detached
+  std::uint32_t max_inflight = 32;             // per connection and loop iteration
+  std::size_t max_output = 1 << 20;            // unsent reply bytes before a client is paused
+  std::uint32_t max_clients = 1024;            // connections; more are closed at accept
+  std::uint32_t replies_kept = 256;            // stored replies per session (exactly-once window)
+  Policy policy;
+};
+
+struct Conn;
+struct Session;
+
+class Server {
+ public:
+  // Rebuilds the space from store (which must outlive the server). On failure returns nullptr
+  // and sets *error (a store that cannot be replayed, a space shape that differs from the one the
+  // state was written with).
+  static std::unique_ptr<Server> create(ServerConfig config, Store* store, std::string* error);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Serves until a signal arrives on signal_fd. Returns the exit status (0; 1 on a fatal store
+  // error).
+  int run();
+
+  [[nodiscard]] std::size_t sessions() const noexcept { return sessions_.size(); }
+
+ private:
+  Server(ServerConfig config, Store* store);
+  bool rebuild(std::string* error);
+
+  void accept_all();
+  void read_conn(Conn& c);
+  void process_conn(Conn& c);
+  void handle_frame(Conn& c, const broker::Header& h, std::span<const std::byte> payload);
+  void execute(Conn& c, std::uint64_t rid, const broker::Request& req);
+  void send(Conn& c, std::uint64_t rid, const broker::Reply& r, Session* store_for = nullptr);
+  void send_raw(Conn& c, const std::vector<std::byte>& frame);
+  void flush(Conn& c);
+  void update_interest(Conn& c);
+  void close_conn(Conn& c);
+  void detach(Conn& c);
+  void teardown(Session& s);
+  void expire(std::int64_t now_ms);
+  void sync_id(Session& s, Id id);
+  int next_timeout(std::int64_t now_ms) const;
+  bool has_frame(const Conn& c) const;
+  [[noreturn]] void fatal(const std::string& what);
+  void need_txn();
+
+  broker::Reply open_session(Conn& c, std::uint64_t rid, const broker::OpenSessionRequest& r);
+  broker::Reply resume(Conn& c, std::uint64_t rid, const broker::ResumeRequest& r);
+  broker::Reply attach(Conn& c, Session& s, bool resumed);
+  broker::SessionReply session_reply(const Session& s, bool resumed) const;
+  bool stored_reply(Conn& c, Session& s, std::uint64_t rid, broker::MsgType t);
+
+  ServerConfig config_;
+  Store* store_;
+  std::unique_ptr<Space> space_;
+  int epoll_fd_ = -1;
+  bool stop_ = false;
+  std::map<int, std::unique_ptr<Conn>> conns_;
+  std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
+  broker::DaemonStats stats_{};
+};
+
+// CLOCK_REALTIME in milliseconds (deadlines are stored, so they must survive a reboot).
+std::int64_t realtime_ms() noexcept;
+
+}  // namespace ioasid::daemon

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: Apache-2.0
+// store.cc: the SQLite schema and statements of ioasidd's durable state (store.hpp).
+#include "daemon/store.hpp"
+
+#include <cstring>
+
+namespace ioasid::daemon {
+namespace {
+
+constexpr std::int64_t kSchemaVersion = 1;
+
+// 64-bit tokens are stored as SQLite's signed INTEGER, bit for bit.
+std::int64_t to_db(std::uint64_t v) noexcept { return static_cast<std::int64_t>(v); }
+std::uint64_t from_db(std::int64_t v) noexcept { return static_cast<std::uint64_t>(v); }
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(
+  key TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions(
+  vm_token INTEGER PRIMARY KEY,
+  quota INTEGER NOT NULL,
+  resume_token BLOB NOT NULL,
+  resumable INTEGER NOT NULL,
+  owner_uid INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ids(
+  id INTEGER PRIMARY KEY,
+  vm_token INTEGER NOT NULL REFERENCES sessions(vm_token),
+  state INTEGER NOT NULL,
+  refs INTEGER NOT NULL,
+  binds INTEGER NOT NULL,
+  spid INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ids_by_vm ON ids(vm_token);
+CREATE TABLE IF NOT EXISTS replies(
+  vm_token INTEGER NOT NULL,
+  request_id INTEGER NOT NULL,
+  frame BLOB NOT NULL,
+  PRIMARY KEY(vm_token, request_id)
+) WITHOUT ROWID;
+)sql";
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& path, bool sync, std::string* error) {
+  std::unique_ptr<Store> s(new Store());
+  if (sqlite3_open_v2(path.c_str(), &s->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    *error = std::string("cannot open ") + path + ": " +
+             (s->db_ ? sqlite3_errmsg(s->db_) : "out of memory");
+    return nullptr;
+  }
+  sqlite3_busy_timeout(s->db_, 5000);
+  const bool ok = s->exec("PRAGMA journal_mode=WAL") &&
+                  s->exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF") &&
+                  s->exec(kSchema);
+  if (!ok) {
+    *error = path + ": " + s->error_;
+    return nullptr;
+  }
+  std::int64_t version = 0;
+  if (s->get_meta("schema_version", &version)) {
+    if (version != kSchemaVersion) {
+      *error = path + ": schema version " + std::to_string(version) + ", this daemon reads " +
+               std::to_string(kSchemaVersion);
+      return nullptr;
+    }
+  } else if (!s->set_meta("schema_version", kSchemaVersion)) {
+    *error = path + ": " + s->error_;
+    return nullptr;
+  }
+  s->put_session_ = s->prepare(
+      "INSERT OR REPLACE INTO sessions(vm_token, quota, resume_token, resumable, owner_uid, "
+      "deadline_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  s->set_quota_ = s->prepare("UPDATE sessions SET quota = ?2 WHERE vm_token = ?1");
+  s->set_deadline_ = s->prepare("UPDATE sessions SET deadline_ms = ?2 WHERE vm_token = ?1");
+  s->del_session_ = s->prepare("DELETE FROM sessions WHERE vm_token = ?1");
+  s->del_session_ids_ = s->prepare("DELETE FROM ids WHERE vm_token = ?1");
+  s->del_session_replies_ = s->prepare("DELETE FROM replies WHERE vm_token = ?1");
+  s->put_id_ = s->prepare(
+      "INSERT OR REPLACE INTO ids(id, vm_token, state, refs, binds, spid) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  s->del_id_ = s->prepare("DELETE FROM ids WHERE id = ?1");
+  s->put_reply_ =
+      s->prepare("INSERT OR REPLACE INTO replies(vm_token, request_id, frame) VALUES(?1, ?2, ?3)");
+  s->prune_ = s->prepare("DELETE FROM replies WHERE vm_token = ?1 AND request_id = ?2");
+  if (!s->put_session_ || !s->set_quota_ || !s->set_deadline_ || !s->del_session_ ||
+      !s->del_session_ids_ || !s->del_session_replies_ || !s->put_id_ || !s->del_id_ ||
+      !s->put_reply_ || !s->prune_) {
+    *error = path + ": " + s->error_;
+    return nullptr;
+  }
+  return s;
+}
+
+Store::~Store() {
+  for (sqlite3_stmt* st : {put_session_, set_quota_, set_deadline_, del_session_, del_session_ids_,
+                           del_session_replies_, put_id_, del_id_, put_reply_, prune_}) {
+    sqlite3_finalize(st);
+  }
+  if (in_txn_) exec("ROLLBACK");
+  sqlite3_close(db_);
+}
+
+bool Store::fail(const char* what) {
+  error_ = std::string(what) + ": " + sqlite3_errmsg(db_);
+  return false;
+}
+
+bool Store::exec(const char* sql) {
+  char* msg = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+    error_ = msg ? msg : sqlite3_errmsg(db_);
+    sqlite3_free(msg);
+    return false;
+  }
+  return true;
+}
+
+sqlite3_stmt* Store::prepare(const char* sql) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK) {
+    fail("prepare");
+    return nullptr;
+  }
+  return st;
+}
+
+bool Store::step_done(sqlite3_stmt* st) {
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return fail("write");
+  return true;
+}
+
+bool Store::get_meta(const char* key, std::int64_t* value) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key = ?1", -1, &st, nullptr) !=
+      SQLITE_OK) {
+    return fail("meta");
+  }
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  bool found = false;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    *value = sqlite3_column_int64(st, 0);
+    found = true;
+  }
+  sqlite3_finalize(st);
+  return found;
+}
+
+bool Store::set_meta(const char* key, std::int64_t value) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", -1, &st,
+                         nullptr) != SQLITE_OK) {
+    return fail("meta");
+  }
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, value);
+  const int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? true : fail("meta");
+}
+
+bool Store::load_sessions(std::vector<StoredSession>* out) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT vm_token, quota, resume_token, resumable, owner_uid, deadline_ms "
+                         "FROM sessions ORDER BY vm_token",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return fail("load sessions");
+  }
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    StoredSession s;
+    s.vm_token = from_db(sqlite3_column_int64(st, 0));
+    s.quota = static_cast<std::uint32_t>(sqlite3_column_int64(st, 1));
+    const void* blob = sqlite3_column_blob(st, 2);
+    if (blob != nullptr && sqlite3_column_bytes(st, 2) == static_cast<int>(s.resume_token.size())) {
+      std::memcpy(s.resume_token.data(), blob, s.resume_token.size());
+    }
+    s.resumable = sqlite3_column_int64(st, 3) != 0;
+    s.owner_uid = static_cast<std::uint32_t>(sqlite3_column_int64(st, 4));
+    s.deadline_ms = sqlite3_column_int64(st, 5);
+    out->push_back(s);
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? true : fail("load sessions");
+}
+
+bool Store::load_ids(std::vector<StoredId>* out) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT id, vm_token, state, refs, binds, spid FROM ids ORDER BY id",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return fail("load ids");
+  }
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    StoredId s;
+    s.info.id = static_cast<Id>(sqlite3_column_int64(st, 0));
+    s.vm_token = from_db(sqlite3_column_int64(st, 1));
+    s.info.state = static_cast<IdState>(sqlite3_column_int64(st, 2));
+    s.info.refs = static_cast<std::uint32_t>(sqlite3_column_int64(st, 3));
+    s.info.binds = static_cast<std::uint32_t>(sqlite3_column_int64(st, 4));
+    s.info.spid = static_cast<Id>(sqlite3_column_int64(st, 5));
+    out->push_back(s);
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? true : fail("load ids");
+}
+
+bool Store::load_replies(std::vector<StoredReply>* out) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT vm_token, request_id, frame FROM replies "
+                         "ORDER BY vm_token, request_id",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return fail("load replies");
+  }
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    StoredReply r;
+    r.vm_token = from_db(sqlite3_column_int64(st, 0));
+    r.request_id = from_db(sqlite3_column_int64(st, 1));
+    const auto* p = static_cast<const std::byte*>(sqlite3_column_blob(st, 2));
+    const int n = sqlite3_column_bytes(st, 2);
+    if (p != nullptr && n > 0) r.frame.assign(p, p + n);
+    out->push_back(std::move(r));
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? true : fail("load replies");
+}
+
+bool Store::begin() {
+  if (in_txn_) return true;
+  if (!exec("BEGIN IMMEDIATE")) return false;
+  in_txn_ = true;
+  return true;
+}
+
+bool Store::commit() {
+  if (!in_txn_) return true;
+  in_txn_ = false;
+  if (!exec("COMMIT")) {
+    exec("ROLLBACK");
+    return false;
+  }
+  return true;
+}
+
+bool Store::put_session(const StoredSession& s) {
+  sqlite3_bind_int64(put_session_, 1, to_db(s.vm_token));
+  sqlite3_bind_int64(put_session_, 2, s.quota);
+  sqlite3_bind_blob(put_session_, 3, s.resume_token.data(), static_cast<int>(s.resume_token.size()),
+                    SQLITE_STATIC);
+  sqlite3_bind_int64(put_session_, 4, s.resumable ? 1 : 0);
+  sqlite3_bind_int64(put_session_, 5, s.owner_uid);
+  sqlite3_bind_int64(put_session_, 6, s.deadline_ms);
+  return step_done(put_session_);
+}
+
+bool Store::set_session_quota(std::uint64_t vm, std::uint32_t quota) {
+  sqlite3_bind_int64(set_quota_, 1, to_db(vm));
+  sqlite3_bind_int64(set_quota_, 2, quota);
+  return step_done(set_quota_);
+}
+
+bool Store::set_session_deadline(std::uint64_t vm, std::int64_t deadline_ms) {
+  sqlite3_bind_int64(set_deadline_, 1, to_db(vm));
+  sqlite3_bind_int64(set_deadline_, 2, deadline_ms);
+  return step_done(set_deadline_);
+}
+
+bool Store::delete_session(std::uint64_t vm) {
+  for (sqlite3_stmt* st : {del_session_ids_, del_session_replies_, del_session_}) {
+    sqlite3_bind_int64(st, 1, to_db(vm));
+    if (!step_done(st)) return false;
+  }
+  return true;
+}
+
+bool Store::put_id(std::uint64_t vm, const IdInfo& info) {
+  sqlite3_bind_int64(put_id_, 1, info.id);
+  sqlite3_bind_int64(put_id_, 2, to_db(vm));
+  sqlite3_bind_int64(put_id_, 3, static_cast<std::int64_t>(info.state));
+  sqlite3_bind_int64(put_id_, 4, info.refs);
+  sqlite3_bind_int64(put_id_, 5, info.binds);
+  sqlite3_bind_int64(put_id_, 6, info.spid);
+  return step_done(put_id_);
+}
+
+bool Store::delete_id(Id id) {
+  sqlite3_bind_int64(del_id_, 1, id);
+  return step_done(del_id_);
+}
+
+bool Store::put_reply(std::uint64_t vm, std::uint64_t request_id,
+                      const std::vector<std::byte>& frame) {
+  sqlite3_bind_int64(put_reply_, 1, to_db(vm));
+  sqlite3_bind_int64(put_reply_, 2, to_db(request_id));
+  sqlite3_bind_blob(put_reply_, 3, frame.data(), static_cast<int>(frame.size()), SQLITE_STATIC);
+  return step_done(put_reply_);
+}
+
+bool Store::delete_reply(std::uint64_t vm, std::uint64_t request_id) {
+  sqlite3_bind_int64(prune_, 1, to_db(vm));
+  sqlite3_bind_int64(prune_, 2, to_db(request_id));
+  return step_done(prune_);
+}
+
+}  // namespace ioasid::daemon

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// store.hpp: ioasidd's durable state, one SQLite database (WAL, synchronous=FULL) in the state
+// directory. It mirrors the daemon's logical state row by row (sessions, live IDs, stored replies
+// for exactly-once); the in-memory Space is rebuilt from it at start. docs/daemon.md gives the
+// schema and why it is state-based rather than an operation log.
+//
+// Transactions: the server opens one with begin() at the first change of a loop iteration and
+// ends it with commit() before any reply of that iteration is sent (group commit). Every write
+// method requires an open transaction. A failing statement is fatal for the daemon (the caller
+// exits; a restart replays what was committed), so write methods return false and log the SQLite
+// message rather than trying to undo the in-memory change.
+//
+// Thread-safety: none; the daemon's single event-loop thread owns it.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ioasid/types.hpp"
+
+namespace ioasid::daemon {
+
+using Token16 = std::array<std::uint8_t, 16>;
+
+struct StoredSession {
+  std::uint64_t vm_token = 0;
+  std::uint32_t quota = 0;
+  Token16 resume_token{};
+  bool resumable = false;
+  std::uint32_t owner_uid = 0;
+  std::int64_t deadline_ms = 0;  // CLOCK_REALTIME ms when a detached session expires; 0: attached
+};
+
+struct StoredId {
+  std::uint64_t vm_token = 0;
+  IdInfo info{};
+};
+
+struct StoredReply {
+  std::uint64_t vm_token = 0;
+  std::uint64_t request_id = 0;
+  std::vector<std::byte> frame;  // the reply frame as sent (header included)
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) path. sync=false sets synchronous=OFF (benchmark comparison only).
+  // On failure returns nullptr and sets *error.
+  static std::unique_ptr<Store> open(const std::string& path, bool sync, std::string* error);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // meta: the space's shape the state was written with. Returns false if absent.
+  bool get_meta(const char* key, std::int64_t* value);
+  bool set_meta(const char* key, std::int64_t value);
+
+  bool load_sessions(std::vector<StoredSession>* out);
+  bool load_ids(std::vector<StoredId>* out);  // ascending by id
+  bool load_replies(std::vector<StoredReply>* out);
+
+  // Transactions. begin() is idempotent within an open transaction.
+  bool begin();
+  bool commit();
+  [[nodiscard]] bool in_transaction() const noexcept { return in_txn_; }
+
+  bool put_session(const StoredSession& s);
+  bool set_session_quota(std::uint64_t vm, std::uint32_t quota);
+  bool set_session_deadline(std::uint64_t vm, std::int64_t deadline_ms);
+  // Deletes the session, its IDs and its stored replies.
+  bool delete_session(std::uint64_t vm);
+  bool put_id(std::uint64_t vm, const IdInfo& info);
+  bool delete_id(Id id);
+  bool put_reply(std::uint64_t vm, std::uint64_t request_id, const std::vector<std::byte>& frame);
+  // Deletes one stored reply (the oldest of a session once it holds its bound).
+  bool delete_reply(std::uint64_t vm, std::uint64_t request_id);
+
+  [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
+
+ private:
+  Store() = default;
+  bool exec(const char* sql);
+  sqlite3_stmt* prepare(const char* sql);
+  bool step_done(sqlite3_stmt* st);
+  bool fail(const char* what);
+
+  sqlite3* db_ = nullptr;
+  bool in_txn_ = false;
+  std::string error_;
+  // Prepared statements, finalized in the destructor.
+  sqlite3_stmt* put_session_ = nullptr;
+  sqlite3_stmt* set_quota_ = nullptr;
+  sqlite3_stmt* set_deadline_ = nullptr;
+  sqlite3_stmt* del_session_ = nullptr;
+  sqlite3_stmt* del_session_ids_ = nullptr;
+  sqlite3_stmt* del_session_replies_ = nullptr;
+  sqlite3_stmt* put_id_ = nullptr;
+  sqlite3_stmt* del_id_ = nullptr;
+  sqlite3_stmt* put_reply_ = nullptr;
+  sqlite3_stmt* prune_ = nullptr;
+};
+
+}  // namespace ioasid::daemon

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+// test_daemon.hpp: test support for ioasidd: starts the built daemon (IOASIDD_PATH, a compile
+// definition) as a real child process with its state in a temporary directory, waits for its
+// sd_notify READY=1 on a private NOTIFY_SOCKET, stops or kills it; and a raw protocol connection
+// for byte-level tests. Header-only, shared by the daemon and client test suites.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "broker/proto.hpp"
+
+namespace ioasid::testing {
+
+namespace b = ioasid::broker;
+namespace bw = ioasid::wire::broker;
+
+inline std::string make_temp_dir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ioasidd-test-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+  return tmpl;
+}
+
+// Runs ioasidd. The directory (and the state in it) outlives restarts of the process.
+class DaemonProcess {
+ public:
+  explicit DaemonProcess(std::string dir = make_temp_dir()) : dir_(std::move(dir)) {}
+  ~DaemonProcess() {
+    if (pid_ > 0) kill9();
+    std::error_code ec;
+    if (owns_dir_) std::filesystem::remove_all(dir_, ec);
+  }
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
+
+  [[nodiscard]] const std::string& dir() const { return dir_; }
+  [[nodiscard]] std::string socket() const { return dir_ + "/sock"; }
+  [[nodiscard]] std::string state_dir() const { return dir_ + "/state"; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  void keep_dir() { owns_dir_ = false; }
+  // The next start() passes the listening socket as systemd socket activation does.
+  void use_socket_activation() { activate_ = true; }
+
+  // Starts ioasidd with --socket and --state-dir in dir() plus extra; returns true once it
+  // reported READY=1, false if it exited first (exit_status() says how).
+  bool start(std::vector<std::string> extra = {}) {
+    const std::string notify = dir_ + "/notify";
+    ::unlink(notify.c_str());
+    const int nfd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, notify.c_str(), sizeof a.sun_path - 1);
+    if (::bind(nfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) std::abort();
+    std::vector<std::string> args = {IOASIDD_PATH, "--socket", socket(), "--state-dir",
+                                     state_dir()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int listen_fd = -1;
+    if (activate_) {
+      // Socket activation: the socket exists before the daemon, which inherits it as fd 3.
+      ::unlink(socket().c_str());
+      listen_fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un la{};
+      la.sun_family = AF_UNIX;
+      std::strncpy(la.sun_path, socket().c_str(), sizeof la.sun_path - 1);
+      if (::bind(listen_fd, reinterpret_cast<sockaddr*>(&la), sizeof la) != 0 ||
+          ::listen(listen_fd, 16) != 0) {
+        std::abort();
+      }
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (listen_fd >= 0) {
+        if (listen_fd != 3) {
+          ::dup2(listen_fd, 3);
+          ::close(listen_fd);
+        }
+        ::setenv("LISTEN_FDS", "1", 1);
+        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+      }
+      ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+      if (!verbose()) {
+        const int devnull = ::open("/dev/null", O_WRONLY);
+        ::dup2(devnull, 2);
+      }
+      std::vector<char*> argv;
+      for (auto& s : args) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    if (listen_fd >= 0) ::close(listen_fd);
+    bool ready = false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!ready && std::chrono::steady_clock::now() < until) {
+      pollfd p{nfd, POLLIN, 0};
+      if (::poll(&p, 1, 50) == 1) {
+        char buf[256] = {};
+        const ssize_t n = ::recv(nfd, buf, sizeof buf - 1, 0);
+        if (n > 0 && std::strstr(buf, "READY=1") != nullptr) ready = true;
+      }
+      int status = 0;
+      if (!ready && ::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        status_ = status;
+        break;
+      }
+    }
+    ::close(nfd);
+    return ready;
+  }
+
+  // SIGKILL and reap.
+  void kill9() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status_, 0);
+    pid_ = -1;
+  }
+  // SIGTERM and reap; returns the wait status.
+  int stop() {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, &status_, 0);
+    pid_ = -1;
+    return status_;
+  }
+  [[nodiscard]] bool alive() const { return pid_ > 0 && ::kill(pid_, 0) == 0; }
+  [[nodiscard]] int exit_status() const { return status_; }
+
+  static bool verbose() { return std::getenv("IOASIDD_TEST_VERBOSE") != nullptr; }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool owns_dir_ = true;
+  bool activate_ = false;
+};
+
+// Runs ioasidd to completion (for command-line and policy errors); returns the wait status and
+// stores stderr in *err.
+inline int run_daemon_to_exit(const std::vector<std::string>& extra, std::string* err) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) std::abort();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipefd[1], 2);
+    ::dup2(pipefd[1], 1);
+    ::close(pipefd[0]);
+    std::vector<std::string> args = {IOASIDD_PATH};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& s : args) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0)
+    err->append(buf, static_cast<std::size_t>(n));
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+// A raw protocol connection (blocking, with a receive timeout).
+class RawConn {
+ public:
+  explicit RawConn(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    timeval tv{10, 0};
+    if (fd_ >= 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawConn() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawConn(const RawConn&) = delete;
+  RawConn& operator=(const RawConn&) = delete;
+  [[nodiscard]] bool ok() const { return fd_ >= 0; }
+  [[nodiscard]] int fd() const { return fd_; }
+
+  bool send_bytes(std::span<const std::byte> bytes) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  bool send(std::uint64_t rid, const b::Request& r) {
+    return send_bytes(b::encode_request(rid, r).span());
+  }
+
+  // Reads one reply frame; false on EOF, timeout or a malformed frame. The reply's list views
+  // point into this object's buffer.
+  bool recv(b::Reply* out, std::uint64_t* rid = nullptr) {
+    buf_.resize(b::kHeaderSize);
+    if (!read_exact(buf_.data(), b::kHeaderSize)) return false;
+    auto h = b::decode_header(buf_);
+    if (!h) return false;
+    buf_.resize(h->frame_size());
+    if (!read_exact(buf_.data() + b::kHeaderSize, h->size)) return false;
+    auto r = b::decode_reply(*h, std::span<const std::byte>(buf_).subspan(b::kHeaderSize));
+    if (!r) return false;
+    if (rid != nullptr) *rid = h->request_id;
+    *out = *r;
+    return true;
+  }
+  // send + recv; status of the reply (or 1 when there was none).
+  b::Reply call(std::uint64_t rid, const b::Request& r) {
+    b::Reply out;
+    out.status = 1;
+    if (!send(rid, r) || !recv(&out)) out.status = 1;
+    return out;
+  }
+  // True when the daemon closed the connection (EOF) within the receive timeout.
+  bool closed_by_peer() {
+    std::byte x[256];
+    while (true) {
+      const ssize_t n = ::recv(fd_, x, sizeof x, 0);
+      if (n == 0) return true;
+      if (n < 0) return errno == ECONNRESET;
+    }
+  }
+  std::uint64_t hello(std::uint64_t features = bw::kAllFeatures) {
+    auto r = call(1, b::HelloRequest{1, features});
+    return r.status == 0 ? std::get<b::HelloReply>(r.body).features : ~std::uint64_t{0};
+  }
+
+ private:
+  bool read_exact(std::byte* p, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t r = ::recv(fd_, p + done, n - done, 0);
+      if (r <= 0) return false;
+      done += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  int fd_ = -1;
+  std::vector<std::byte> buf_;
+};
+
+}  // namespace ioasid::testing

@@ -1,0 +1,17 @@
+# SPDX-License-Identifier: Apache-2.0
+# ioasidd (issue 5): the daemon as a real child process over real sockets and SQLite state in a
+# temporary directory; policy parsing and enforcement; crash recovery under load; the policy
+# fuzzer.
+if(TARGET ioasidd)
+  ioasid_add_test(daemon_test SOURCES src/daemon/daemon_test.cc LIBS ioasidd_core)
+  ioasid_add_test(daemon_policy_test SOURCES src/daemon/policy_test.cc LIBS ioasidd_core)
+  ioasid_add_test(daemon_crash_test SOURCES src/daemon/crash_test.cc LIBS ioasidd_core)
+  foreach(t daemon_test daemon_policy_test daemon_crash_test)
+    if(TARGET ${t})
+      target_compile_definitions(${t} PRIVATE IOASIDD_PATH="$<TARGET_FILE:ioasidd>")
+      add_dependencies(${t} ioasidd)
+    endif()
+  endforeach()
+  ioasid_add_fuzzer(daemon_policy_fuzz SOURCES src/daemon/policy_fuzz.cc
+                    CORPUS src/daemon/policy_corpus LIBS ioasidd_core)
+endif()
