@@ -136,8 +136,9 @@ class IOASID_API Space {
   // Returns: the private data (may be nullptr); out_of_range, not_found (no such ID, FREE_PENDING,
   // or the validator said no), not_owner (another set's ID; also for a handle that names no set:
   // find() never looks at the set table).
-  // Context: any thread, any context; never blocks. find() linearizes at its first read of the
-  // entry: a concurrent free makes it return either the old data or not_found.
+  // Context: any thread, any context; takes no lock and never waits for a writer (a thread's
+  // first call claims a reader slot with a compare-and-swap). find() linearizes at its first read
+  // of the entry: a concurrent free makes it return either the old data or not_found.
   Result<void*> find(SetId set, Id id, ValidatorFn validator = nullptr,
                      void* opaque = nullptr) const noexcept {
     void* priv = nullptr;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -194,9 +195,13 @@ void churn(bool custom_allocators) {
         retired.clear();
       }
     }
-    // On a loaded machine the readers may hardly have run yet: keep this writer's IDs live until
-    // they have done a fair number of finds, so that the test never passes without testing.
-    while (reads.load(std::memory_order_relaxed) < 20000) std::this_thread::yield();
+    // On a loaded machine the readers may have run only before this writer allocated anything, or
+    // hardly at all: keep this writer's IDs live until they have done a fair number of finds from
+    // now on, so that the test never passes without testing.
+    const std::uint64_t reads_before = reads.load(std::memory_order_relaxed);
+    while (reads.load(std::memory_order_relaxed) - reads_before < 20000) {
+      std::this_thread::yield();
+    }
     for (const Mine& m : mine) {
       owner[m.id].store(0);
       if (!space.free(set, m.id)) errors.unexpected.fetch_add(1);
@@ -293,6 +298,78 @@ void churn(bool custom_allocators) {
 
 TEST(SpaceConcurrency, FindWhileWritersChurn) { churn(false); }
 TEST(SpaceConcurrency, FindWhileAllocatorsSwitch) { churn(true); }
+
+// ---- a new thread's first find() does not wait for a grace period
+// --------------------------------
+
+struct HoldCtx {
+  std::atomic<bool>* inside;    // set once the holder is inside its read section
+  std::atomic<bool>* released;  // the holder leaves its read section when this is set
+  bool timed_out = false;
+};
+
+// A validator that keeps the calling reader inside find()'s read section until told to leave
+// (bounded: 20 s, after which the test fails instead of hanging).
+bool hold_read_section(void* opaque, void* /*priv*/) {
+  auto* h = static_cast<HoldCtx*>(opaque);
+  h->inside->store(true);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!h->released->load()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      h->timed_out = true;
+      break;
+    }
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// Reader A sits in a read section; a writer's set_data() waits for A's grace period; meanwhile a
+// thread that has never called find() does its first find(). It must complete while A is still
+// inside (registration takes no lock a grace period holds); only then is A released.
+TEST(SpaceConcurrency, FirstFindOfANewThreadDoesNotWaitForAGracePeriod) {
+  auto created = Space::create(SpaceConfig{});
+  ASSERT_TRUE(created.has_value());
+  Space& space = **created;
+  const SetId set = space.create_set(1, 16).value();
+  static int old_data = 1, new_data = 2;
+  const Id held = space.alloc(set, 1, 100, &old_data).value();
+  const Id other = space.alloc(set, 1, 100, &old_data).value();
+
+  std::atomic<bool> inside{false}, released{false}, writer_returned{false};
+  HoldCtx hold{&inside, &released};
+  std::thread holder([&] { EXPECT_TRUE(space.find(set, held, hold_read_section, &hold)); });
+  while (!inside.load()) std::this_thread::yield();
+
+  std::thread writer([&] {
+    EXPECT_TRUE(space.set_data(other, &new_data).has_value());  // waits for the holder
+    writer_returned.store(true);
+  });
+  // Give the writer time to enter its grace period (it cannot finish before the holder leaves).
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(writer_returned.load());
+
+  std::atomic<bool> fresh_done{false};
+  std::thread fresh([&] {
+    auto r = space.find(set, other);
+    EXPECT_TRUE(r.has_value());
+    fresh_done.store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!fresh_done.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(fresh_done.load()) << "a new thread's first find() waited for the grace period";
+  EXPECT_FALSE(writer_returned.load());  // the holder was still inside all along
+
+  released.store(true);
+  holder.join();
+  writer.join();
+  fresh.join();
+  EXPECT_FALSE(hold.timed_out);
+  EXPECT_TRUE(writer_returned.load());
+  EXPECT_EQ(space.find(set, other).value(), &new_data);
+}
 
 // ---- set_data(): the old object may be freed as soon as it returns -----------------------------
 

@@ -8,8 +8,9 @@
 // (bench/README.md); its inline fast path requires _LGPL_SOURCE.
 //
 // Readers: read_lock() stores the current epoch in the thread's own slot (no shared write; slots
-// are cache-line sized), read_unlock() stores 0 with release order. A thread gets its slot from
-// the registry on its first read section and gives it back when it exits. Nesting is allowed.
+// are cache-line sized), read_unlock() stores 0 with release order. A thread claims its slot on
+// its first read section with a compare-and-swap (no lock: a new thread's first find() never waits
+// for a writer) and gives it back when it exits. Nesting is allowed.
 // Writers: synchronize() advances the epoch, issues membarrier(PRIVATE_EXPEDITED) so that every
 // running reader's slot store is visible (readers then need only a compiler barrier), and waits
 // for every slot that holds an older epoch. Without membarrier (old kernel, seccomp) readers fall
@@ -35,7 +36,8 @@ extern bool g_reader_fence;  // true when membarrier is unavailable
 // __thread, not thread_local: no dynamic initialization, so no TLS wrapper call on each access.
 extern __thread ReaderSlot* tls_slot __attribute__((tls_model("initial-exec")));
 
-// Slow path: gives the calling thread a slot (and arranges its release at thread exit).
+// Slow path, once per thread: gives the calling thread a slot (and arranges its release at thread
+// exit). Lock-free; allocates only past 1024 threads alive at once.
 ReaderSlot* register_thread() noexcept;
 
 inline void read_lock() noexcept {
