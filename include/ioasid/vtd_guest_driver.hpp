@@ -162,10 +162,13 @@ class IOASID_API VtdGuestDriver {
   std::atomic<std::uint64_t> cap_{0}, ecap_{0}, vccap_{0};
   std::atomic<bool> capable_{false};
   struct {
-    SoloCounter commands, polls, timeouts, late_responses;  // under mu_
-    Counter allocs, alloc_no_pasid, alloc_errors, frees, free_errors, free_refused_active,
-        range_refusals;
+    // Under mu_ (the command lock).
+    SoloCounter commands, polls, timeouts, late_responses, allocs, alloc_no_pasid, alloc_errors,
+        frees, free_errors;
+    // Outside it.
+    Counter free_refused_active, range_refusals;
   } st_;
+  Counter free_errors_outside_;  // FREE without virtual command support (added to free_errors)
 };
 
 }  // namespace ioasid

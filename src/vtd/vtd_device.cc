@@ -285,6 +285,11 @@ VtdVcmdDevice::~VtdVcmdDevice() {
 
 std::uint64_t VtdVcmdDevice::mmio_read(std::uint64_t offset, unsigned size) noexcept {
   Impl& d = *impl_;
+  // The guest's poll: an 8-byte read of VCRSP, without the register table walk.
+  if (offset == d.l.vcrsp_offset && size == 8) {
+    d.st.reads.inc();
+    return d.vcrsp.load(std::memory_order_acquire);
+  }
   if ((size != 4 && size != 8) || offset % size != 0) {
     d.st.bad_accesses.inc();
     return 0;
@@ -302,6 +307,8 @@ std::uint64_t VtdVcmdDevice::mmio_read(std::uint64_t offset, unsigned size) noex
 
 void VtdVcmdDevice::mmio_write(std::uint64_t offset, unsigned size, std::uint64_t value) noexcept {
   Impl& d = *impl_;
+  // The guest's command: an 8-byte write of VCMD, without the register table walk.
+  if (offset == d.l.vcmd_offset && size == 8) return d.write_vcmd(0, 8, value);
   if ((size != 4 && size != 8) || offset % size != 0) {
     d.st.bad_accesses.inc();
     return;

@@ -137,58 +137,62 @@ bool VtdGuestDriver::run_locked(std::uint8_t cmd, Id operand, std::uint64_t* rsp
 Result<Id> VtdGuestDriver::vcmd_alloc() noexcept {
   if (!vcmd_capable()) return fail(Errc::unsupported);
   std::uint64_t rsp = 0;
-  bool answered;
+  Errc e;
+  std::uint8_t sc;
   {
+    // The outcome counters are bumped under the command lock too: plain stores, no locked
+    // instruction on the command path.
     internal::FutexWordLock cmd_lock(mu_);
     std::lock_guard<internal::FutexWordLock> lock(cmd_lock);
-    answered = run_locked(wire::vtd::kVcmdAllocPasid, 0, &rsp);
+    if (!run_locked(wire::vtd::kVcmdAllocPasid, 0, &rsp)) return fail(Errc::timed_out);
+    const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, rsp);
+    const VcmdStatus s = wire::vtd::decode_status(l_, wire::vtd::kVcmdAllocPasid, f.sc);
+    if (s == VcmdStatus::success) {
+      st_.allocs.inc();
+      return Id{f.result};
+    }
+    // The VT-d column of the error table: NO_PASID -> exhausted, anything else -> io_error.
+    e = from_vtd_status(s);
+    sc = f.sc;
+    if (e == Errc::exhausted) {
+      st_.alloc_no_pasid.inc();
+    } else {
+      st_.alloc_errors.inc();
+    }
   }
-  if (!answered) return fail(Errc::timed_out);
-  const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, rsp);
-  const VcmdStatus s = wire::vtd::decode_status(l_, wire::vtd::kVcmdAllocPasid, f.sc);
-  if (s == VcmdStatus::success) {
-    st_.allocs.inc();
-    return Id{f.result};
-  }
-  // The VT-d column of the error table: NO_PASID -> exhausted, anything else -> io_error.
-  const Errc e = from_vtd_status(s);
-  if (e == Errc::exhausted) {
-    st_.alloc_no_pasid.inc();
-  } else {
-    st_.alloc_errors.inc();
-    log(LogLevel::error, "vtd-vcmd: ALLOC: unexpected status code %u", f.sc);
-  }
+  if (e != Errc::exhausted) log(LogLevel::error, "vtd-vcmd: ALLOC: unexpected status code %u", sc);
   return fail(e);
 }
 
 void VtdGuestDriver::vcmd_free(Id pasid) noexcept {
   if (!vcmd_capable()) {
-    st_.free_errors.inc();
+    free_errors_outside_.inc();
     log(LogLevel::warning, "vtd-vcmd: FREE %u: no virtual command support", pasid);
     return;
   }
   std::uint64_t rsp = 0;
-  bool answered;
+  VcmdStatus s;
+  std::uint8_t sc;
   {
     internal::FutexWordLock cmd_lock(mu_);
     std::lock_guard<internal::FutexWordLock> lock(cmd_lock);
-    answered = run_locked(wire::vtd::kVcmdFreePasid, pasid, &rsp);
-  }
-  if (!answered) {
+    if (!run_locked(wire::vtd::kVcmdFreePasid, pasid, &rsp)) {
+      st_.free_errors.inc();
+      return;  // logged by run_locked
+    }
+    const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, rsp);
+    s = wire::vtd::decode_status(l_, wire::vtd::kVcmdFreePasid, f.sc);
+    sc = f.sc;
+    if (s == VcmdStatus::success) {
+      st_.frees.inc();
+      return;
+    }
     st_.free_errors.inc();
-    return;  // logged by run_locked
   }
-  const wire::vtd::VcrspFields f = wire::vtd::decode_vcrsp(l_, rsp);
-  const VcmdStatus s = wire::vtd::decode_status(l_, wire::vtd::kVcmdFreePasid, f.sc);
-  if (s == VcmdStatus::success) {
-    st_.frees.inc();
-    return;
-  }
-  st_.free_errors.inc();
   if (s == VcmdStatus::invalid_pasid) {
     log(LogLevel::info, "vtd-vcmd: FREE %u: invalid PASID", pasid);
   } else {
-    log(LogLevel::warning, "vtd-vcmd: FREE %u: unexpected status code %u", pasid, f.sc);
+    log(LogLevel::warning, "vtd-vcmd: FREE %u: unexpected status code %u", pasid, sc);
   }
 }
 
@@ -267,7 +271,7 @@ VtdGuestDriverStats VtdGuestDriver::stats() const noexcept {
   s.alloc_no_pasid = st_.alloc_no_pasid.get();
   s.alloc_errors = st_.alloc_errors.get();
   s.frees = st_.frees.get();
-  s.free_errors = st_.free_errors.get();
+  s.free_errors = st_.free_errors.get() + free_errors_outside_.get();
   s.free_refused_active = st_.free_refused_active.get();
   s.range_refusals = st_.range_refusals.get();
   s.late_responses = st_.late_responses.get();

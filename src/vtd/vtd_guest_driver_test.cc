@@ -290,6 +290,7 @@ TEST_P(VtdGuestDriverTest, FreeRefusedWhilePrivateDataIsAttached) {
   ASSERT_TRUE(guest_->free(gset_, id));
   EXPECT_EQ(guest_->query(gset_, id).value().state, IdState::free_pending);
   EXPECT_TRUE(host_->query(vm_, id));
+  EXPECT_EQ(drv_->stats().frees, 0u);  // no VCMD FREE reached the host while bound
   ASSERT_TRUE(guest_->unbind(gset_, id));
   EXPECT_FALSE(host_->query(vm_, id));
   EXPECT_EQ(drv_->stats().frees, 1u);

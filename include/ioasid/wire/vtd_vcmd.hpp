@@ -31,32 +31,47 @@
 
 namespace ioasid::wire::vtd {
 
-// ---- capability bits (DOMAIN.md §4.1; VT-d spec §10.4.2, §10.4.3, §10.4.43)
-// ----------------------
+// ---- capability bits (DOMAIN.md §4.1; VT-d spec rev 3.0 and 3.3, §10.4.2, §10.4.3, VCCAP) -----
 
 inline constexpr std::uint32_t kCapRegOffset = 0x08;   // VT-d §10.4.2 Capability Register
 inline constexpr std::uint32_t kEcapRegOffset = 0x10;  // VT-d §10.4.3 Extended Capability Register
 
-inline constexpr std::uint64_t kCapCm = std::uint64_t{1} << 7;       // CAP.CM: caching mode
-inline constexpr std::uint64_t kEcapPasid = std::uint64_t{1} << 40;  // ECAP.PASID
-inline constexpr std::uint64_t kEcapSmts = std::uint64_t{1} << 43;   // ECAP.SMTS: scalable mode
-inline constexpr std::uint64_t kEcapVcs = std::uint64_t{1} << 44;    // ECAP.VCS: VCCAP present
-inline constexpr std::uint64_t kVccapPas = std::uint64_t{1} << 0;    // VCCAP.PAS: PASID commands
+// CAP.CM, caching mode: VT-d spec §10.4.2 (bit 7 since rev 1.0; unchanged in 3.0 and 3.3).
+inline constexpr std::uint64_t kCapCm = std::uint64_t{1} << 7;
+// ECAP.PASID, PASID support: VT-d spec §10.4.3 (bit 40 in rev 3.0 and 3.3).
+inline constexpr std::uint64_t kEcapPasid = std::uint64_t{1} << 40;
+// ECAP.SMTS, scalable-mode translation: VT-d spec §10.4.3 (bit 43 in rev 3.0 and 3.3).
+inline constexpr std::uint64_t kEcapSmts = std::uint64_t{1} << 43;
+// ECAP.VCS, virtual command support (VCCAP present): VT-d spec §10.4.3 (bit 44 in rev 3.0 and
+// 3.3).
+inline constexpr std::uint64_t kEcapVcs = std::uint64_t{1} << 44;
+// VCCAP.PAS, PASID allocation commands supported: VCCAP bit 0, VT-d spec rev 3.0 §10.4.43 (VCCAP at
+// 0xE00) and rev 3.3 §10.4.43-46 (VCCAP at 0xE30: the register moved, the bit did not).
+inline constexpr std::uint64_t kVccapPas = std::uint64_t{1} << 0;
 
 // ---- commands (VCMD bits 7:0, same in both layouts) -----------------------------------------
 
+// VCMD.CMD, the command code: bits 7:0 of VCMD in VT-d spec rev 3.0 §10.4.44 and rev 3.3
+// §10.4.43-46.
 inline constexpr std::uint64_t kVcmdCmdMask = 0xFF;
-inline constexpr std::uint8_t kVcmdNull = 0;        // QEMU RFC "NULL": not a command (undefined)
-inline constexpr std::uint8_t kVcmdAllocPasid = 1;  // VT-d 3.0 §10.4.44 / 3.3 §10.4.44
-inline constexpr std::uint8_t kVcmdFreePasid = 2;   // operand: the PASID to free
+// Code 0 is no command (the QEMU RFC's "NULL"); the device answers it as undefined.
+inline constexpr std::uint8_t kVcmdNull = 0;
+// Allocate PASID, code 1: VCMD in VT-d spec rev 3.0 §10.4.44 and rev 3.3 §10.4.43-46 (no
+// operand).
+inline constexpr std::uint8_t kVcmdAllocPasid = 1;
+// Free PASID, code 2: VCMD in VT-d spec rev 3.0 §10.4.44 and rev 3.3 §10.4.43-46;
+// operand: the PASID.
+inline constexpr std::uint8_t kVcmdFreePasid = 2;
 
-// PASIDs are 20 bits (PCIe); VCMD hands out [kVcmdPasidMin, kVcmdPasidMax]: PASID 0 is the
-// RID_PASID (QEMU RFC VTD_MIN_HPASID 1 .. VTD_MAX_HPASID 0xFFFFF).
+// PASIDs are 20 bits (PCIe Base spec 4.0 §6.20; the operand and result fields are 20 bits wide in
+// VT-d spec rev 3.0 §10.4.44-45 and rev 3.3 §10.4.43-46). VCMD hands out [kVcmdPasidMin,
+// kVcmdPasidMax]: PASID 0 is the RID_PASID (VT-d spec rev 3.0 §9.4, scalable-mode context entry
+// RID_PASID field; QEMU RFC VTD_MIN_HPASID 1 .. VTD_MAX_HPASID 0xFFFFF).
 inline constexpr std::uint64_t kVcmdPasidMask = 0xFFFFF;
 inline constexpr std::uint32_t kVcmdPasidMin = 1;
 inline constexpr std::uint32_t kVcmdPasidMax = 0xFFFFF;
 
-// VCRSP bit 0: In Progress (both layouts).
+// VCRSP.IP, In Progress: bit 0 of VCRSP in VT-d spec rev 3.0 §10.4.45 and rev 3.3 §10.4.43-46.
 inline constexpr std::uint64_t kVcrspIp = 1;
 
 // ---- layouts ----------------------------------------------------------------------------------
