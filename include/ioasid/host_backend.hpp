@@ -9,7 +9,10 @@
 // of one VM share one backend, so they all see one system-wide namespace.
 //
 // Errors follow the guest-visible rule: an ID owned by another set is reported as not_found,
-// exactly like an ID that does not exist. Ranges are inclusive, [min, max].
+// exactly like an ID that does not exist. Ranges are inclusive, [min, max]. Besides the errors
+// each call lists, a remote implementation may return timed_out (its per-call timeout expired; the
+// request may or may not have run) and io_error (the host could not be reached); the ioasidd
+// client returns not_found for every call once its session is gone (client.hpp).
 //
 // Thread-safety: every implementation is safe to call from several threads at once.
 #pragma once
@@ -34,7 +37,8 @@ class HostBackend {
   }
 
   // Frees an ID of this set: released at once, or FREE_PENDING until the last reference goes.
-  // Returns: not_found (no such ID in this set), busy (already FREE_PENDING), io_error.
+  // Returns: out_of_range (id outside the space), not_found (no such ID in this set), busy
+  // (already FREE_PENDING), io_error.
   Result<void> free(Id id) noexcept {
     const Errc e = free_raw(id);
     if (e != Errc{}) return fail(e);
@@ -49,18 +53,21 @@ class HostBackend {
   virtual Errc free_raw(Id id) noexcept = 0;
 
   // Takes / drops a reference. put returns true when it released the ID.
-  // Returns: not_found, busy (get on FREE_PENDING), overflow, io_error.
+  // Returns: out_of_range (id outside the space), not_found, busy (get on FREE_PENDING), overflow
+  // (get: the reference count is full), io_error.
   virtual Result<void> get(Id id) noexcept = 0;
   virtual Result<bool> put(Id id) noexcept = 0;
 
   // Binds the ID to a device: takes a reference and, when spid != kInvalidId, records spid as the
   // guest PASID for it (unique within the set). unbind drops one bind; the spid goes with the last.
-  // Returns: not_found, busy (FREE_PENDING), exists (spid used by another ID, or the ID already has
-  // a different spid), invalid_argument (spid outside the space), no_memory, io_error.
+  // Returns: out_of_range (id or spid outside the space), not_found, busy (FREE_PENDING), exists
+  // (spid used by another ID, or the ID already has a different spid), overflow (the reference
+  // count is full), no_memory, io_error. unbind: out_of_range, not_found (also: not bound),
+  // io_error.
   virtual Result<void> bind(Id id, Id spid) noexcept = 0;
   virtual Result<void> unbind(Id id) noexcept = 0;
 
-  // What the set knows about one of its IDs. Returns: not_found, io_error.
+  // What the set knows about one of its IDs. Returns: out_of_range, not_found, io_error.
   virtual Result<IdInfo> query(Id id) noexcept = 0;
 
   // The host ID bound to guest PASID spid. Returns: not_found, io_error.

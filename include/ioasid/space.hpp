@@ -92,10 +92,10 @@ class IOASID_API Space {
   // Returns: not_found.
   Result<SetInfo> set_info(SetId set) const noexcept;
   Result<SetId> find_set(std::uint64_t owner_token) const noexcept;
-  // Every set, alive or dying, in creation-slot order.
-  std::vector<SetInfo> list_sets() const;
-  // Every live ID of a set, with its state. Returns: not_found.
-  Result<std::vector<IdInfo>> list_ids(SetId set) const;
+  // Every set, alive or dying, in creation-slot order. Returns: no_memory (the vector).
+  Result<std::vector<SetInfo>> list_sets() const noexcept;
+  // Every live ID of a set, with its state, ascending. Returns: not_found, no_memory (the vector).
+  Result<std::vector<IdInfo>> list_ids(SetId set) const noexcept;
 
   // ---- IDs ----------------------------------------------------------------------------------
 

@@ -1178,7 +1178,7 @@ void Diff::full_check() {
   cmp("custom_allocator_active", s.custom_allocator_active, !groups_.empty());
   if (failed_) return;
 
-  std::vector<SetInfo> list = space_->list_sets();
+  std::vector<SetInfo> list = space_->list_sets().value();
   std::sort(list.begin(), list.end(),
             [](const SetInfo& a, const SetInfo& b) { return a.set.raw() < b.set.raw(); });
   if (list.size() != sets_.size()) {

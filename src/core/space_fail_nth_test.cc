@@ -116,7 +116,8 @@ Snapshot snap(const Fx& fx) {
   add("custom_active", st.custom_allocator_active);
   add("table_bytes", st.table_bytes);
   t += "\n";
-  for (const SetInfo& si : sp.list_sets()) {
+  const std::vector<SetInfo> sets = sp.list_sets().value();
+  for (const SetInfo& si : sets) {
     add("set", si.set.raw());
     add("token", si.owner_token);
     add("quota", si.quota);

@@ -155,22 +155,32 @@ Result<SetId> Space::find_set(std::uint64_t owner_token) const noexcept {
   return SetId::from_raw(it->second);
 }
 
-std::vector<SetInfo> Space::list_sets() const {
+// The vectors are reserved to their final size before they are filled, so the reserve is the only
+// allocation (and std::sort allocates nothing).
+Result<std::vector<SetInfo>> Space::list_sets() const noexcept {
   const SpaceImpl* s = impl(this);
   SpaceImpl::QueryLock lock(*s);
   std::vector<SetInfo> out;
-  out.reserve(s->set_count_);
+  try {
+    out.reserve(s->set_count_);
+  } catch (const std::bad_alloc&) {
+    return fail(Errc::no_memory);
+  }
   s->for_each_set([&](const SetRec& rec) { out.push_back(info_of_set(rec)); });
   return out;
 }
 
-Result<std::vector<IdInfo>> Space::list_ids(SetId set) const {
+Result<std::vector<IdInfo>> Space::list_ids(SetId set) const noexcept {
   const SpaceImpl* s = impl(this);
   SpaceImpl::QueryLock lock(*s);
   SetRec* rec = s->set_of(set);
   if (rec == nullptr) return fail(Errc::not_found);
   std::vector<IdInfo> out;
-  out.reserve(rec->count);
+  try {
+    out.reserve(rec->count);
+  } catch (const std::bad_alloc&) {
+    return fail(Errc::no_memory);
+  }
   s->for_each_member(*rec, [&](Id id, Leaf* leaf, std::uint32_t index, IdState state) {
     out.push_back(s->info_of(id, SpaceImpl::Live{leaf, index, rec, state}));
   });

@@ -328,7 +328,7 @@ TEST(SpaceSets, ListSetsAndIds) {
   Id x = *s->alloc(a, 1, 100, nullptr);
   Id y = *s->alloc(a, 1, 100, nullptr);
   ASSERT_TRUE(s->bind(a, y, 77));
-  auto sets = s->list_sets();
+  auto sets = s->list_sets().value();
   ASSERT_EQ(sets.size(), 2u);
   EXPECT_EQ(sets[0].set, a);
   EXPECT_EQ(sets[0].count, 2u);

@@ -807,7 +807,9 @@ void Server::execute(Conn& c, std::uint64_t rid, const b::Request& req) {
     }
     case MsgType::list_sets: {
       const auto& l = std::get<b::ListSetsRequest>(req);
-      auto sets = space_->list_sets();
+      auto listed = space_->list_sets();
+      if (!listed) return err(listed.error());
+      std::vector<SetInfo>& sets = *listed;
       std::sort(sets.begin(), sets.end(),
                 [](const SetInfo& x, const SetInfo& y) { return x.owner_token < y.owner_token; });
       // The cursor is the index of the next entry plus one; sets created or destroyed between
