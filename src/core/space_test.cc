@@ -4,6 +4,8 @@
 // SPIDs, notifiers, logging, statistics and trim. Custom allocators: space_allocator_test.cc.
 #include "ioasid/space.hpp"
 
+#include "core/internal/space_impl.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -293,6 +295,27 @@ TEST(SpaceSets, DestroyFreesEveryMemberAndTheReservation) {
   EXPECT_NE(a2, a);
   EXPECT_EQ(*s->alloc(a2, 1, 255, nullptr), 1u);
   EXPECT_TRUE(s->check_invariants());
+}
+
+// Teardown visits only the leaves that hold the set's IDs (512 entries each), whatever the width:
+// two IDs at opposite ends of a 32-bit space cost two leaves, not 2^32 entries.
+TEST(SpaceSets, DestroyCostsTheSetsOwnLeavesNotTheRange) {
+  auto s = Space::create({.width_bits = 32}).value();
+  const SetId a = s->create_set(1, 16).value();
+  const SetId b = s->create_set(2, 1000).value();
+  ASSERT_EQ(s->alloc(a, 1, 1, nullptr).value(), 1u);
+  ASSERT_EQ(s->alloc(a, 0xFFFFFFF0u, 0xFFFFFFF0u, nullptr).value(), 0xFFFFFFF0u);
+  for (Id i = 0; i < 1000; ++i) ASSERT_TRUE(s->alloc(b, 1u << 20, 0xFFFFFFFEu, nullptr));
+  const internal::SpaceImpl* impl = internal::impl(s.get());
+  const std::uint64_t before = impl->member_entries_scanned_;
+  ASSERT_TRUE(s->destroy_set(a).value());
+  const std::uint64_t scanned = impl->member_entries_scanned_ - before;
+  EXPECT_GE(scanned, 2u);
+  EXPECT_LE(scanned, 2u * 512);  // two leaves at most; set b's 1000 IDs are not looked at
+  EXPECT_EQ(s->set_info(b).value().count, 1000u);
+  EXPECT_FALSE(s->query(SetId::any(), 1));
+  EXPECT_FALSE(s->query(SetId::any(), 0xFFFFFFF0u));
+  EXPECT_TRUE(s->check_invariants().has_value());
 }
 
 TEST(SpaceSets, DestroyWaitsForPendingMembers) {

@@ -152,6 +152,7 @@ class SpaceImpl final : public Space {
       const Id base = it->first << kLeafBits;
       Leaf* leaf = table_.leaf_of(base);
       for (std::uint32_t i = 0; i < kLeafSize && remaining > 0; ++i) {
+        ++member_entries_scanned_;
         const std::uint64_t m = leaf->hot[i].meta.load(std::memory_order_relaxed);
         const IdState st = meta::state(m);
         if (meta::set_serial(m) != serial ||
@@ -221,6 +222,9 @@ class SpaceImpl final : public Space {
   bool has_notifiers_ = false;  // any global or owner notifier registered
 
   SpaceStats stats_;  // counters kept incrementally (live_ids, allocs, ...)
+  // Table entries for_each_member() has looked at (set teardown, list_ids), under mu_: lets tests
+  // check that teardown costs O(the set's own leaves), never O(the range).
+  mutable std::uint64_t member_entries_scanned_ = 0;
 };
 
 inline SpaceImpl* impl(Space* s) { return static_cast<SpaceImpl*>(s); }
