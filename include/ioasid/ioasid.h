@@ -3,9 +3,15 @@
  * ioasid.h: the C ABI of libioasid, for VMMs and tools written in C (or bound from Rust).
  *
  * It covers the whole IOASID space of include/ioasid/space.hpp: sets, quotas, IDs, references,
- * private data with lock-free lookup, guest PASIDs (SPIDs), notifiers and custom allocators,
- * plus the host backend a vIOMMU device model calls for one VM and the VT-d virtual command
- * device model a VMM wires to its guest's MMIO (include/ioasid/vtd_device.hpp, docs/vtd.md).
+ * private data with lock-free lookup, guest PASIDs (SPIDs), notifiers and custom allocators; the
+ * host backend a vIOMMU device model calls for one VM (every ioasid::HostBackend call, over an
+ * in-process space or, with ioasid/client.h, over the host daemon); and the two device models a
+ * VMM wires to its guest: the VT-d virtual command registers (ioasid/vtd_device.hpp, docs/vtd.md)
+ * and the virtio-iommu device with the PASID extension (ioasid/virtio_iommu_device.hpp,
+ * docs/virtio-iommu-pasid.md §8), either fed by the VMM's own virtqueue code or run over the
+ * library's split-virtqueue transport in guest memory, in-process or for a guest process that
+ * shares a memfd (ioasid/virtio_transport.hpp, virtio_remote.hpp, docs/virtqueue.md).
+ * Not here: the guest drivers (C++ only: a C VMM is the device side), the ioasidd admin calls.
  *
  * Conventions
  *  - Handles are opaque pointers (struct ioasid_space) or 64-bit values (ioasid_set_t).
@@ -15,18 +21,28 @@
  *  - An ID owned by another set is reported as -ENOENT, like an ID that does not exist.
  *  - Argument structs begin with `uint32_t size` (set it to sizeof the struct you were built
  *    with); bytes the library does not know must be zero (else -E2BIG).
- *  - Context: all functions are thread-safe. Callbacks (allocator ops, notifiers, log sink) run
- *    under the space's writer lock and may only call ioasid_find() / ioasid_find_by_spid();
- *    other calls from them return -EDEADLK.
+ *  - Context: all space functions are thread-safe. Space callbacks (allocator ops, notifiers,
+ *    its log sink) run under the space's writer lock and may only call ioasid_find() /
+ *    ioasid_find_by_spid() (and queries); other calls from them return -EDEADLK. Each device
+ *    section says what may run concurrently and what its callbacks may do.
+ *  - Output structs that begin with `uint32_t size` (counters) are written up to that size; bytes
+ *    past the fields the library knows are zeroed; a size below the first version is -EINVAL.
+ *  - Functions returning a value (features, status, register reads) return 0 for a NULL handle;
+ *    void functions ignore it.
  *
- * Errors (the meaning is the same in every function):
- *   -EINVAL bad argument or handle   -ERANGE outside the space / allocator answer out of range
- *   -ENOENT no such ID, set or SPID  -ENOSPC no free ID, or capacity short for a quota
- *   -EDQUOT set quota reached        -EBUSY FREE_PENDING ID or dying set
+ * Errors (the meaning is the same in every function; each function lists the ones it returns):
+ *   -EINVAL bad argument or handle   -ERANGE outside the space / allocator answer out of range /
+ *                                            no mapping for a DMA address
+ *   -ENOENT no such ID, set, SPID,   -ENOSPC no free ID, or capacity short for a quota, or no
+ *           fault or pairing                 region slot left
+ *   -EDQUOT set quota reached        -EBUSY FREE_PENDING ID, dying set, or a state that does not
+ *                                           allow the call now (a device in use, a bound scope)
  *   -EEXIST duplicate                -EAGAIN custom allocator while the default one holds IDs
  *   -ENOMEM out of memory            -EDEADLK called from a callback
  *   -EOVERFLOW refcount overflow     -E2BIG unknown nonzero bytes in an argument struct
- *   -EIO a custom allocator or backend failed
+ *   -EOPNOTSUPP feature not offered  -EPERM access the mapping (or the daemon's policy) refuses
+ *              or not negotiated     -ETIMEDOUT a bounded wait expired
+ *   -EBADF not an open descriptor    -EIO a custom allocator, the backend or the system failed
  */
 #ifndef IOASID_IOASID_H
 #define IOASID_IOASID_H
@@ -526,7 +542,8 @@ struct ioasid_virtio_iommu_config {
 };
 
 /* Creates a device over backend (the VM's set). config may be NULL for every default (no
- * endpoint: pass endpoints or ALLOW_UNDECLARED for ATTACH to find any).
+ * endpoint: pass endpoints or ALLOW_UNDECLARED for ATTACH to find any). Flags and counts the C++
+ * device would silently clamp or merge (max_pasid, duplicate endpoints) are refused here.
  * Returns 0, -EINVAL (NULL backend or out; size too small; unknown flag; reserved0 or a region's
  * reserved0 nonzero; features outside bits 0-6 and 56-58; input or domain range inverted;
  * max_pasid above 0xFFFFF; endpoints or resv NULL with a nonzero count; unknown region subtype or

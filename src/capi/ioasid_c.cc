@@ -196,9 +196,11 @@ const char* ioasid_strerror(int err) {
     case -EINVAL:
       return "invalid argument or handle";
     case -ERANGE:
-      return "ID outside the space, or allocator answer out of range";
+      return "out of range: ID outside the space, allocator answer, or unmapped address";
     case -ENOENT:
       return "no such ID, set, SPID or notifier";
+    case -EBADF:
+      return "bad file descriptor";
     case -ENOSPC:
       return "no free ID, or capacity short for a quota";
     case -EDQUOT:
@@ -222,7 +224,7 @@ const char* ioasid_strerror(int err) {
     case -EACCES:
       return "ID owned by another set";
     case -EOPNOTSUPP:
-      return "operation not supported";
+      return "operation or feature not supported";
     case -ETIMEDOUT:
       return "timed out";
     case -EPERM:

@@ -86,7 +86,7 @@ TEST(CapiVersion, MatchesHeader) {
 TEST(CapiStrerror, EveryLibraryErrnoHasADescription) {
   const int errs[] = {EINVAL, ERANGE, ENOENT,     ENOSPC,    EDQUOT,    EBUSY,
                       EEXIST, EAGAIN, ENOMEM,     EDEADLK,   EOVERFLOW, E2BIG,
-                      EIO,    EACCES, EOPNOTSUPP, ETIMEDOUT, EPERM};
+                      EIO,    EACCES, EOPNOTSUPP, ETIMEDOUT, EPERM,     EBADF};
   std::set<std::string> seen;
   for (int e : errs) {
     const char* s = ioasid_strerror(-e);
