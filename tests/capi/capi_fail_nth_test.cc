@@ -136,19 +136,24 @@ class CapiFailNthTest : public ::testing::Test {
 };
 
 TEST_F(CapiFailNthTest, BackendAndNotifier) {
-  // ioasid_space_create is not run here: Space::create (noexcept) default-constructs a
-  // SpaceConfig, whose std::vector member allocates with operator new, so a failure there
-  // terminates inside src/core (reported; the space's own allocations are covered by
-  // space_fail_nth_test through internal::FaultInjector).
+  // The space's own table allocations are covered by space_fail_nth_test (internal::FaultInjector);
+  // here every operator new of creating one.
+  ioasid_space* sp = nullptr;
+  EXPECT_GT(fail_nth(
+                "space_create", [&] { return ioasid_space_create(nullptr, &sp); },
+                [&] { ioasid_space_destroy(sp); }),
+            0);
   ioasid_backend* b = nullptr;
   EXPECT_GT(
       fail_nth(
           "backend_local_create", [&] { return ioasid_backend_local_create(space_, set_, &b); },
           [&] { ioasid_backend_destroy(b); }),
       0);
-  // ioasid_vtd_device_create is not run here either: VtdVcmdDevice::Impl (built in the noexcept
-  // VtdVcmdDevice::create) holds a std::condition_variable_any, whose constructor allocates, so a
-  // failure there terminates inside src/vtd (reported).
+  ioasid_vtd_device* vtd = nullptr;
+  EXPECT_GT(fail_nth(
+                "vtd_device_create", [&] { return ioasid_vtd_device_create(be_, nullptr, &vtd); },
+                [&] { ioasid_vtd_device_destroy(vtd); }),
+            0);
   std::uint64_t n = 0;
   EXPECT_GT(fail_nth(
                 "notifier_register",
