@@ -717,6 +717,11 @@ Scenario rescale_steps(const Scenario& s, std::uint64_t steps) {
       e.repeat_every = std::max<std::uint64_t>(1, scale(e.repeat_every, steps, s.steps));
   }
   if (out.inject_at) out.inject_at = std::min(scale(*out.inject_at, steps, s.steps), steps - 1);
+  // As many random events per step as before (at least one when there were any).
+  if (s.random_events.count != 0) {
+    out.random_events.count = static_cast<std::uint32_t>(
+        std::clamp<std::uint64_t>(scale(s.random_events.count, steps, s.steps), 1, kMaxEvents));
+  }
   out.check_every = std::max<std::uint64_t>(1, std::min(s.check_every, steps));
   return out;
 }

@@ -160,8 +160,9 @@ std::optional<Scenario> parse_scenario(std::string_view text, const std::string&
 // the same scenario. Used for the report and the parser's round-trip tests.
 std::string scenario_to_json(const Scenario& s);
 
-// Runs the scenario with `steps` steps instead: event times, repeat intervals and the injection
-// step scale by steps / s.steps (an event never moves past the last step). Used by --steps.
+// Runs the scenario with `steps` steps instead: event times, repeat intervals, the injection step
+// and the number of random events scale by steps / s.steps (an event never moves past the last
+// step; random events stay at least one). Used by --steps.
 Scenario rescale_steps(const Scenario& s, std::uint64_t steps);
 
 }  // namespace ioasid::sim

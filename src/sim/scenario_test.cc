@@ -528,6 +528,12 @@ TEST(Scenario, RescaleStepsMovesEventsAndTheInjection) {
   EXPECT_EQ(r.check_every, 100u);
   const Scenario same = rescale_steps(*s, 1000);
   EXPECT_EQ(scenario_to_json(same), scenario_to_json(*s));
+  j["random_events"] = {{"count", 40}, {"types", {"vm_boot"}}};
+  s = parse_scenario(j.dump(), "s.json", &error);
+  ASSERT_TRUE(s) << error;
+  EXPECT_EQ(rescale_steps(*s, 100).random_events.count, 4u);
+  EXPECT_EQ(rescale_steps(*s, 1).random_events.count, 1u);  // at least one
+  EXPECT_EQ(rescale_steps(*s, 10000).random_events.count, 400u);
 }
 
 TEST(Scenario, ShippedScenariosParseAndBuildTheirTimelines) {

@@ -413,6 +413,7 @@ bool Vm::op_alloc(bool probe, Id* out) {
   int served = -1;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Slot& s = slots_[i];
+    if (!s.vtd_drv && !s.vdrv) continue;  // no driver: it served nothing
     const std::uint64_t now = driver_allocs(s);
     if (now != s.seen_allocs) served = static_cast<int>(i);
     s.seen_allocs = now;
