@@ -14,7 +14,7 @@ using json = nlohmann::json;
 
 std::string transports(const VmReport& vm) {
   std::string out;
-  for (const auto& [name, n] : vm.allocs_by) {
+  for (const auto& [name, n] : vm.allocs_by_transport) {
     if (!out.empty()) out += ", ";
     out += fmt::format("{} {}", name, n);
   }
@@ -93,20 +93,31 @@ struct Table {
   }
 };
 
-Table vm_table(const Report& r) {
+// The per-VM table; the markdown one also lists each VM's vIOMMUs.
+Table vm_table(const Report& r, bool with_viommus) {
   Table t;
-  t.head = {"VM",    "token", "vIOMMUs",    "transport used (allocations)",
-            "held",  "peak",  "quota",      "quota refusals",
-            "frees", "binds", "VMM crashes"};
+  t.head = {"VM", "token"};
+  if (with_viommus) t.head.push_back("vIOMMUs");
+  for (const char* h : {"transport used (allocations)", "held", "peak", "quota", "quota refusals",
+                        "frees", "binds", "VMM crashes"}) {
+    t.head.push_back(h);
+  }
   for (const VmReport& vm : r.vms) {
-    std::string vi;
-    for (const auto& v : vm.viommus) vi += (vi.empty() ? "" : ", ") + v;
-    t.rows.push_back({vm.name, std::to_string(vm.token), vi, transports(vm),
-                      std::to_string(vm.held_at_end), std::to_string(vm.stats.peak),
-                      std::to_string(vm.quota), std::to_string(vm.stats.quota_refusals),
-                      std::to_string(vm.stats.ops[static_cast<unsigned>(Op::free)] +
-                                     vm.stats.ops[static_cast<unsigned>(Op::free_bound)]),
-                      std::to_string(vm.stats.ops[static_cast<unsigned>(Op::bind)]), restarts(vm)});
+    std::vector<std::string> row = {vm.name, std::to_string(vm.token)};
+    if (with_viommus) {
+      std::string vi;
+      for (const auto& v : vm.viommus) vi += (vi.empty() ? "" : ", ") + v;
+      row.push_back(vi);
+    }
+    for (std::string cell :
+         {transports(vm), std::to_string(vm.held_at_end), std::to_string(vm.stats.peak),
+          std::to_string(vm.quota), std::to_string(vm.stats.quota_refusals),
+          std::to_string(vm.stats.ops[static_cast<unsigned>(Op::free)] +
+                         vm.stats.ops[static_cast<unsigned>(Op::free_bound)]),
+          std::to_string(vm.stats.ops[static_cast<unsigned>(Op::bind)]), restarts(vm)}) {
+      row.push_back(std::move(cell));
+    }
+    t.rows.push_back(std::move(row));
   }
   return t;
 }
@@ -125,7 +136,7 @@ std::string render_text(const Report& r) {
                                 r.scenario, r.source, r.seed, r.steps, r.host);
   if (!r.fault.empty()) out += fmt::format("fault injected: {}\n", r.fault);
   out += "result: " + result_line(r) + "\n\n";
-  out += vm_table(r).text();
+  out += vm_table(r, false).text();
   out += fmt::format("\nevents: {} (the end of the run shuts every VM down)\n", event_summary(r));
   out += fmt::format("operations: {} guest operations, {} daemon restarts\n", r.operations,
                      r.daemon_restarts);
@@ -146,7 +157,7 @@ std::string render_markdown(const Report& r, const std::string& svg_file_name) {
     out +=
         "Event history that led there (oldest first):\n\n```\n" + history_text(r, "") + "```\n\n";
   }
-  out += "## VMs\n\n" + vm_table(r).markdown() + "\n";
+  out += "## VMs\n\n" + vm_table(r, true).markdown() + "\n";
   out += fmt::format("![PASIDs held per VM over time]({})\n\n", svg_file_name);
   out += "## Events\n\n";
   Table ev;
@@ -205,6 +216,8 @@ std::string render_json(const Report& r) {
     for (unsigned o = 0; o < kOps; ++o) ops[to_string(static_cast<Op>(o))] = vm.stats.ops[o];
     json by;
     for (const auto& [name, n] : vm.allocs_by) by[name] = n;
+    json by_transport;
+    for (const auto& [name, n] : vm.allocs_by_transport) by_transport[name] = n;
     json events;
     for (unsigned k = 0; k < kEventKinds; ++k) {
       events[to_string(static_cast<EventKind>(k))] = vm.stats.events[k];
@@ -214,6 +227,7 @@ std::string render_json(const Report& r) {
                        {"quota", vm.quota},
                        {"viommus", vm.viommus},
                        {"allocs_by_viommu", std::move(by)},
+                       {"allocs_by_transport", std::move(by_transport)},
                        {"held_at_end", vm.held_at_end},
                        {"peak", vm.stats.peak},
                        {"quota_refusals", vm.stats.quota_refusals},

@@ -26,6 +26,9 @@ struct VmReport {
   std::uint32_t quota = 0;
   std::vector<std::string> viommus;                              // "vtd0 (vtd, original)"
   std::vector<std::pair<std::string, std::uint64_t>> allocs_by;  // vIOMMU -> allocations
+  // Transport -> allocations ("VT-d original", "virtio-iommu max_pasid 0xfff"), in the order
+  // the VM's vIOMMUs give them.
+  std::vector<std::pair<std::string, std::uint64_t>> allocs_by_transport;
   std::uint64_t held_at_end = 0;  // PASIDs held when the workload ended
   VmStats stats;
 };

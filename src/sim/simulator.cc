@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -263,13 +264,28 @@ class Run {
       v.quota = vm.spec().quota;
       for (std::size_t k = 0; k < vm.spec().viommus.size(); ++k) {
         const ViommuSpec& vi = vm.spec().viommus[k];
-        std::string d = vi.name + " (" + to_string(vi.kind);
-        if (vi.kind == ViommuKind::vtd) d += std::string(" ") + layout_name(vi.layout);
-        if (vi.kind == ViommuKind::virtio && vi.max_pasid != 0) {
-          d += " max_pasid " + hex(vi.max_pasid);
+        std::string t;
+        if (vi.kind == ViommuKind::vtd) {
+          t = std::string("VT-d ") + layout_name(vi.layout);
+        } else {
+          t = "virtio-iommu";
+          if (vi.max_pasid != 0) t += " max_pasid " + hex(vi.max_pasid);
         }
+        std::string d = vi.name + " (" + t;
+        if (vi.kind == ViommuKind::vtd && vi.completion == VtdCompletion::asynchronous) {
+          d += ", async";
+        }
+        if (!vi.plugged) d += ", unplugged at boot";
         v.viommus.push_back(d + ")");
-        v.allocs_by.emplace_back(vi.name, vm.stats().allocs_by_viommu[k]);
+        const std::uint64_t n = vm.stats().allocs_by_viommu[k];
+        v.allocs_by.emplace_back(vi.name, n);
+        auto it = std::find_if(v.allocs_by_transport.begin(), v.allocs_by_transport.end(),
+                               [&](const auto& e) { return e.first == t; });
+        if (it == v.allocs_by_transport.end()) {
+          v.allocs_by_transport.emplace_back(t, n);
+        } else {
+          it->second += n;
+        }
       }
       v.held_at_end = i < held_at_end_.size() ? held_at_end_[i] : vm.held();
       v.stats = vm.stats();
