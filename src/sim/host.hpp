@@ -102,7 +102,7 @@ struct DaemonHostOptions {
   std::string state_dir;
   std::uint32_t grace_seconds = 30;
   std::uint32_t max_sessions = 64;
-  std::chrono::milliseconds call_timeout{30000};
+  std::chrono::milliseconds call_timeout{10000};  // per request (a hung daemon fails the run)
 };
 
 // Starts (or connects to) the daemon. On failure returns nullptr and sets *error.

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -117,6 +118,8 @@ struct Shipped {
   std::size_t vms;
 };
 
+void PrintTo(const Shipped& s, std::ostream* os) { *os << s.name; }
+
 class ShippedScenario : public ::testing::TestWithParam<Shipped> {};
 
 TEST_P(ShippedScenario, RunsWithEveryInvariantHolding) {
@@ -168,6 +171,8 @@ struct FaultCase {
   const char* scenario;
   const char* steps;
 };
+
+void PrintTo(const FaultCase& f, std::ostream* os) { *os << f.fault << " on " << f.scenario; }
 
 class FaultInjection : public ::testing::TestWithParam<FaultCase> {};
 

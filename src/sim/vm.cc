@@ -62,7 +62,9 @@ Vm::Vm(SimContext& ctx, int index)
 }
 
 Vm::~Vm() {
-  // An interrupted run (a violation): take things down without talking to the host.
+  // A run that stopped early (a violation, a failure): guest first, then the device models (which
+  // drop their binds), then the session is abandoned, not closed (the host keeps it as after a
+  // crash).
   for (Slot& s : slots_) {
     s.vtd_drv.reset();
     s.vdrv.reset();
@@ -284,7 +286,9 @@ void Vm::crash_and_restart(bool resume) {
   note(std::string("VMM crash (") +
        (resume ? "restart within the grace period" : "restart after the grace period") + ")");
   ++stats_.events[static_cast<unsigned>(EventKind::vmm_crash)];
+  std::vector<bool> was_plugged;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
+    was_plugged.push_back(slots_[i].plugged);
     if (slots_[i].plugged) vmm_destroy(static_cast<int>(i), true);
   }
   session_->abandon();
@@ -316,7 +320,7 @@ void Vm::crash_and_restart(bool resume) {
        ", the guest holds " + std::to_string(pasids_.size()) + " PASIDs");
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Slot& sl = slots_[i];
-    if (!sl.vtd_drv && !sl.vdrv) continue;
+    if (!was_plugged[i]) continue;
     vmm_create(sl);
     // The devices are new: the guest drivers find them again (a device reset for the guest).
     if (sl.vtd_drv && !sl.vtd_drv->probe()) failure("the guest cannot probe " + sl.spec->name);
