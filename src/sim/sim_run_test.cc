@@ -269,6 +269,24 @@ TEST(Determinism, OneSeedOneReport) {
   EXPECT_NE(a.svg, c.svg);
 }
 
+// With ioasidd the same operations get the same answers: only timing (and the state directory,
+// part of the host's description) differ.
+TEST(Determinism, DaemonModeDiffersOnlyInTiming) {
+  json docs[2];
+  for (json& doc : docs) {
+    TempDir dir;
+    std::vector<std::string> args = daemon_args(dir);
+    args.insert(args.begin(), scenario("default"));
+    for (const char* a : {"--steps", "1500", "--json", "-q"}) args.push_back(a);
+    const RunResult r = run_sim(args);
+    ASSERT_EQ(r.status, 0) << r.err;
+    doc = json::parse(r.out);
+    for (const char* k : {"timing", "report", "host"}) doc.erase(k);
+  }
+  EXPECT_EQ(docs[0], docs[1]);
+  EXPECT_EQ(docs[0]["daemon_restarts"], 1);
+}
+
 // ---- the JSON document -----------------------------------------------------------------------
 
 TEST(JsonReport, DescribesTheRun) {
