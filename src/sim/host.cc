@@ -79,8 +79,10 @@ class InProcessHost final : public Host {
   }
 
   Result<std::vector<HostSet>> list_sets() override {
+    auto sets = space_->list_sets();
+    if (!sets) return fail(sets.error());
     std::vector<HostSet> out;
-    for (const SetInfo& s : space_->list_sets()) {
+    for (const SetInfo& s : *sets) {
       out.push_back(HostSet{s.owner_token, s.quota, s.count, s.state});
     }
     return out;
