@@ -67,6 +67,10 @@ std::uint64_t Channel::reconnects() const {
   std::lock_guard g(mu_);
   return connects_ > 0 ? connects_ - 1 : 0;
 }
+b::HelloReply Channel::hello() const {
+  std::lock_guard g(mu_);
+  return hello_;
+}
 void Channel::forget_session() {
   std::lock_guard g(mu_);
   lost_ = true;
@@ -171,9 +175,11 @@ Errc Channel::connect_once(Clock::time_point deadline) {
   fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return Errc::io_error;
   if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    connect_errno_ = errno;
     drop();
     return Errc::io_error;
   }
+  connect_errno_ = 0;
   ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
   ++connects_;
   b::Reply r;
@@ -192,6 +198,7 @@ Errc Channel::connect_once(Clock::time_point deadline) {
     drop();
     return Errc::io_error;
   }
+  hello_ = hello;
   return Errc{};
 }
 
@@ -248,6 +255,10 @@ Errc Channel::start() {
   while (true) {
     const Errc e = establish(deadline);
     if (e == Errc{} || e == Errc::timed_out) return e;
+    if (!cfg_.retry_connect && connect_errno_ != 0) {
+      return connect_errno_ == EACCES || connect_errno_ == EPERM ? Errc::permission_denied
+                                                                 : Errc::io_error;
+    }
     if (e == Errc::exists && Clock::now() < exists_until) {
       if (!sleep_backoff(&backoff, deadline)) return Errc::timed_out;
       continue;

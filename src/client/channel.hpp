@@ -33,13 +33,17 @@ class Channel {
     std::chrono::milliseconds timeout{0};
     std::chrono::milliseconds backoff_initial{10};
     std::chrono::milliseconds backoff_max{1000};
+    // false: start() gives up at once when connect() fails (nothing listens, or the socket's
+    // mode refuses us) instead of retrying until the timeout.
+    bool retry_connect = true;
   };
   explicit Channel(Config config);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // Connects (and opens the session) with retries until the timeout. Returns Errc{} or the error.
+  // Connects (and opens the session) with retries until the timeout. Returns Errc{} or the error;
+  // without retry_connect, a failed connect() is io_error, or permission_denied for EACCES/EPERM.
   Errc start();
 
   // Sends req and hands its reply (success or error status) to use(), under the channel's lock:
@@ -51,6 +55,8 @@ class Channel {
   [[nodiscard]] bool resumed() const;
   [[nodiscard]] std::uint32_t grace() const;
   [[nodiscard]] std::uint64_t reconnects() const;
+  // The daemon's HELLO reply on the current (or last) connection.
+  [[nodiscard]] broker::HelloReply hello() const;
   // After CLOSE_SESSION: no session any more.
   void forget_session();
 
@@ -77,10 +83,11 @@ class Channel {
   ResumeToken token_{};
   std::uint32_t grace_ = 0;
   std::uint64_t next_rid_ = 0;
-  std::uint64_t open_rid_ = 0;
-  bool open_sent_ = false;  // an OPEN_SESSION was sent and its answer not received  //
-                            // OPEN_SESSION's id, kept across its retries (exactly-once)
+  std::uint64_t open_rid_ = 0;  // OPEN_SESSION's id, kept across its retries (exactly-once)
+  bool open_sent_ = false;      // an OPEN_SESSION was sent and its answer not received
   std::uint64_t connects_ = 0;
+  int connect_errno_ = 0;  // errno of the last failed connect(), 0 after a successful one
+  broker::HelloReply hello_{};
   std::vector<std::byte> rx_;
   std::minstd_rand rng_;
 };

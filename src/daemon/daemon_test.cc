@@ -273,6 +273,79 @@ TEST_F(DaemonTest, AdminRequests) {
   EXPECT_GE(s.daemon.error_replies, 5u);
 }
 
+TEST_F(DaemonTest, QueryIdFindsAnyVmsPasidWithItsOwner) {
+  auto a = session(21, 4);
+  auto bconn = session(22, 4);
+  const Id x = alloc(*a);
+  const Id y = alloc(*bconn);
+  ASSERT_EQ(bconn->call(next(), b::BindRequest{y, 9}).status, 0);
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto r = adm.call(next(), b::QueryIdRequest{x});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).vm_token, 21u);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).info.state, IdState::active);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).info.refs, 1u);
+  r = adm.call(next(), b::QueryIdRequest{y});
+  ASSERT_EQ(r.status, 0);
+  const auto& q = std::get<b::QueryIdReply>(r.body);
+  EXPECT_EQ(q.vm_token, 22u);
+  EXPECT_EQ(q.info.id, y);
+  EXPECT_EQ(q.info.refs, 2u);
+  EXPECT_EQ(q.info.binds, 1u);
+  EXPECT_EQ(q.info.spid, 9u);
+  // FREE while bound: still found, FREE_PENDING.
+  ASSERT_EQ(bconn->call(next(), b::FreeRequest{y}).status, 0);
+  r = adm.call(next(), b::QueryIdRequest{y});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).info.state, IdState::free_pending);
+  EXPECT_EQ(adm.call(next(), b::QueryIdRequest{4242}).status, -ENOENT);      // not allocated
+  EXPECT_EQ(adm.call(next(), b::QueryIdRequest{0}).status, -ENOENT);         // reserved PASID 0
+  EXPECT_EQ(adm.call(next(), b::QueryIdRequest{0x100000}).status, -ERANGE);  // outside 20 bits
+  // A session connection without F_ADMIN: the feature is not negotiated.
+  RawConn plain(d_.socket());
+  plain.hello(bw::feature_bit(bw::kFSpid));
+  EXPECT_EQ(plain.call(next(), b::QueryIdRequest{x}).status, -EOPNOTSUPP);
+  EXPECT_EQ(plain.call(next(), b::StatusRequest{}).status, -EOPNOTSUPP);
+}
+
+TEST_F(DaemonTest, StatusReportsIdentityAndConfiguration) {
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto r = adm.call(next(), b::StatusRequest{});
+  ASSERT_EQ(r.status, 0);
+  const auto& st = std::get<b::StatusReply>(r.body);
+  EXPECT_EQ(st.pid, static_cast<std::uint32_t>(d_.pid()));
+  EXPECT_EQ(st.daemon_version, (0u << 16) | (1u << 8) | 0u);
+  EXPECT_EQ(st.id_bits, 20u);
+  EXPECT_FALSE(st.no_sync);
+  EXPECT_EQ(st.grace_seconds, 30u);
+  EXPECT_EQ(st.max_sessions_per_client, 64u);
+  EXPECT_EQ(st.max_clients, 1024u);
+  EXPECT_EQ(st.max_output, std::uint64_t{1} << 20);
+  const auto now =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  EXPECT_LE(st.started_ms, now);
+  EXPECT_GT(st.started_ms + 60'000, now);
+}
+
+class DaemonNoSyncTest : public DaemonTest {
+ protected:
+  DaemonNoSyncTest() { extra_ = {"--no-sync", "--grace", "5", "--id-bits", "16"}; }
+};
+
+TEST_F(DaemonNoSyncTest, StatusSaysNotDurable) {
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto r = adm.call(next(), b::StatusRequest{});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_TRUE(std::get<b::StatusReply>(r.body).no_sync);
+  EXPECT_EQ(std::get<b::StatusReply>(r.body).grace_seconds, 5u);
+  EXPECT_EQ(std::get<b::StatusReply>(r.body).id_bits, 16u);
+}
+
 TEST_F(DaemonTest, StateSurvivesRestartAndSessionsResume) {
   b::SessionReply s;
   auto c = session(3, 8, &s);
@@ -596,6 +669,12 @@ TEST(DaemonCli, PrintCapabilitiesAndBadArguments) {
   EXPECT_EQ(WEXITSTATUS(st), 0);
   EXPECT_NE(out.find("\"protocol_version\": 1"), std::string::npos) << out;
   EXPECT_NE(out.find("\"resume\""), std::string::npos);
+  EXPECT_NE(out.find("\"durability\": \"sqlite-wal\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"version\": \"0.1.0\""), std::string::npos) << out;
+  out.clear();
+  st = run_daemon_to_exit({"--print-capabilities", "--no-sync"}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_NE(out.find("\"durability\": \"none\""), std::string::npos) << out;
   out.clear();
   st = run_daemon_to_exit({"--id-bits", "40"}, &out);
   EXPECT_EQ(WEXITSTATUS(st), 2);

@@ -121,7 +121,8 @@ std::int64_t realtime_ms() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
-Server::Server(ServerConfig config, Store* store) : config_(std::move(config)), store_(store) {}
+Server::Server(ServerConfig config, Store* store)
+    : config_(std::move(config)), store_(store), started_ms_(realtime_ms()) {}
 
 Server::~Server() {
   for (auto& [fd, c] : conns_) ::close(fd);
@@ -722,9 +723,7 @@ void Server::execute(Conn& c, std::uint64_t rid, const b::Request& req) {
   if (b::needs_session(t) && c.session == nullptr) {
     return send(c, rid, b::error_reply(type, Errc::permission_denied));
   }
-  const bool admin_req = t == MsgType::list_sets || t == MsgType::list_ids ||
-                         t == MsgType::set_quota || t == MsgType::stats;
-  if (admin_req && !config_.policy.is_admin(c.cred)) {
+  if (b::is_admin(t) && !config_.policy.is_admin(c.cred)) {
     return send(c, rid, b::error_reply(type, Errc::permission_denied));
   }
   Session* s = c.session;
@@ -867,6 +866,30 @@ void Server::execute(Conn& c, std::uint64_t rid, const b::Request& req) {
           std::count_if(sessions_.begin(), sessions_.end(),
                         [](const auto& kv) { return kv.second->conn == nullptr; }));
       return ok(r, kInvalidId);
+    }
+    case MsgType::status: {
+      b::StatusReply r;
+      r.daemon_version = config_.daemon_version;
+      r.pid = static_cast<std::uint32_t>(::getpid());
+      r.started_ms = static_cast<std::uint64_t>(started_ms_);
+      r.id_bits = config_.id_bits;
+      r.no_sync = config_.no_sync;
+      r.grace_seconds = config_.grace_seconds;
+      r.max_sessions_per_client = config_.max_sessions_per_client;
+      r.max_clients = config_.max_clients;
+      r.max_output = config_.max_output;
+      return ok(r, kInvalidId);
+    }
+    case MsgType::query_id: {
+      // The owner is the one session whose set the ID belongs to: O(sessions), an admin request.
+      const Id id = std::get<b::QueryIdRequest>(req).id;
+      auto any = space_->query(SetId::any(), id);
+      if (!any) return err(any.error());
+      for (const auto& [vm, session] : sessions_) {
+        if (auto q = space_->query(session->set, id))
+          return ok(b::QueryIdReply{vm, *q}, kInvalidId);
+      }
+      return err(Errc::not_found);  // live but in no session's set: cannot happen in ioasidd
     }
     default:
       return err(Errc::unsupported);
