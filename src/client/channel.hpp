@@ -69,7 +69,9 @@ class Channel {
   Errc exchange(std::uint64_t rid, const broker::Request& req, Clock::time_point deadline,
                 broker::Reply* out);
   Errc write_all(std::span<const std::byte> bytes, Clock::time_point deadline);
-  Errc read_exact(std::byte* p, std::size_t n, Clock::time_point deadline);
+  // Reads one reply frame into rx_ (its header in *header). io_error: the connection broke, the
+  // header is malformed or not a reply, or more than one frame arrived.
+  Errc read_frame(Clock::time_point deadline, broker::Header* header);
   bool sleep_backoff(std::chrono::milliseconds* backoff, Clock::time_point deadline);
   void drop();
   Clock::time_point deadline_from_now() const;
@@ -88,7 +90,9 @@ class Channel {
   std::uint64_t connects_ = 0;
   int connect_errno_ = 0;  // errno of the last failed connect(), 0 after a successful one
   broker::HelloReply hello_{};
-  std::vector<std::byte> rx_;
+  std::vector<std::byte> rx_;  // kMaxFrame bytes, rx_len_ of them received
+  std::size_t rx_len_ = 0;
+  std::int64_t rcvtimeo_ms_ = 0;  // SO_RCVTIMEO of the current socket; 0: none
   std::minstd_rand rng_;
 };
 

@@ -663,6 +663,21 @@ TEST(DaemonCli, SocketActivation) {
   EXPECT_TRUE(std::filesystem::exists(d.socket()));  // systemd's socket: not removed
 }
 
+TEST(DaemonCli, SecondDaemonOnTheSameStateIsRefused) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  std::string out;
+  const int st =
+      run_daemon_to_exit({"--socket", d.dir() + "/other.sock", "--state-dir", d.state_dir()}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  EXPECT_NE(out.find("another ioasidd uses this state"), std::string::npos) << out;
+  // The first one is unaffected, and its successor gets the state once it is gone.
+  RawConn c(d.socket());
+  EXPECT_EQ(c.hello(), bw::kAllFeatures);
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
+  ASSERT_TRUE(d.start());
+}
+
 TEST(DaemonCli, PrintCapabilitiesAndBadArguments) {
   std::string out;
   int st = run_daemon_to_exit({"--print-capabilities"}, &out);

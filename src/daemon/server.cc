@@ -54,6 +54,8 @@ struct Session {
 namespace {
 
 constexpr std::size_t kMaxInBuffer = 2 * b::kMaxFrame;
+// Stored replies beyond replies_kept before the oldest are pruned (ServerConfig::replies_kept).
+constexpr std::size_t kReplyPruneBatch = 32;
 
 template <class... Args>
 void log(int level, fmt::format_string<Args...> f, Args&&... args) {
@@ -388,20 +390,23 @@ void Server::accept_all() {
 
 void Server::read_conn(Conn& c) {
   if (c.eof || c.dead) return;
+  // Received into one scratch buffer and appended: growing c.in by a whole 64 KiB before each
+  // recv would zero it every time (a memset per request on the round-trip path).
+  if (scratch_.empty()) scratch_.resize(64 * 1024);
   while (c.pending_in() < kMaxInBuffer) {
     if (c.in_off > 0 && c.in_off == c.in.size()) {
       c.in.clear();
       c.in_off = 0;
     }
-    const std::size_t old = c.in.size();
-    const std::size_t want = std::min<std::size_t>(64 * 1024, kMaxInBuffer - c.pending_in());
-    c.in.resize(old + want);
-    const ssize_t n = ::recv(c.fd, c.in.data() + old, want, 0);
+    const std::size_t want = std::min(scratch_.size(), kMaxInBuffer - c.pending_in());
+    const ssize_t n = ::recv(c.fd, scratch_.data(), want, 0);
     if (n > 0) {
-      c.in.resize(old + static_cast<std::size_t>(n));
+      c.in.insert(c.in.end(), scratch_.begin(), scratch_.begin() + n);
+      // A short read drained the socket: no second recv just to see EAGAIN (the level-triggered
+      // epoll reports what arrives later, an end of stream included).
+      if (static_cast<std::size_t>(n) < want) return;
       continue;
     }
-    c.in.resize(old);
     if (n < 0 && (errno == EINTR)) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     c.eof = true;  // 0: orderly close; < 0: reset
@@ -512,10 +517,14 @@ void Server::send(Conn& c, std::uint64_t rid, const b::Reply& r, Session* store_
   need_txn();
   if (!store_->put_reply(store_for->vm, rid, frame)) fatal("store: " + store_->last_error());
   store_for->replies[rid] = std::move(frame);
-  while (store_for->replies.size() > config_.replies_kept) {
-    const std::uint64_t oldest = store_for->replies.begin()->first;
-    if (!store_->delete_reply(store_for->vm, oldest)) fatal("store: " + store_->last_error());
-    store_for->replies.erase(store_for->replies.begin());
+  // Pruned kReplyPruneBatch at a time: the oldest replies sit in another B-tree page than the
+  // newest, so pruning one per request would write one more page in every transaction.
+  if (store_for->replies.size() > config_.replies_kept + kReplyPruneBatch) {
+    while (store_for->replies.size() > config_.replies_kept) {
+      const std::uint64_t oldest = store_for->replies.begin()->first;
+      if (!store_->delete_reply(store_for->vm, oldest)) fatal("store: " + store_->last_error());
+      store_for->replies.erase(store_for->replies.begin());
+    }
   }
 }
 
@@ -672,8 +681,10 @@ void Server::teardown(Session& s) {
   // own set), so the VM's end drops them all: unbind, put, and the last put frees each ID (FREE
   // notified); the set is then empty and destroyed at once.
   auto ids = space_->list_ids(s.set);
+  std::vector<Id> held;
   if (ids) {
     for (const IdInfo& info : *ids) {
+      held.push_back(info.id);
       for (std::uint32_t i = 0; i < info.binds; ++i) (void)space_->unbind(s.set, info.id);
       for (std::uint32_t i = 0; i <= info.refs + 1; ++i) {
         auto p = space_->put(s.set, info.id);
@@ -684,7 +695,7 @@ void Server::teardown(Session& s) {
   auto destroyed = space_->destroy_set(s.set);
   if (!destroyed || !*destroyed) log(3, "VM {}: set not destroyed at once", s.vm);
   need_txn();
-  if (!store_->delete_session(s.vm)) fatal("store: " + store_->last_error());
+  if (!store_->delete_session(s.vm, held)) fatal("store: " + store_->last_error());
   if (s.conn != nullptr) s.conn->session = nullptr;
   sessions_.erase(s.vm);
 }
