@@ -102,9 +102,8 @@ struct RunResult {
     return commits == 0 ? 0 : static_cast<double>(requests) / static_cast<double>(commits);
   }
   [[nodiscard]] std::string name() const {
-    std::string n = mode_name(spec.mode);
-    if (spec.depth > 0) n += fmt::format(" (pipelined)");
-    return n;
+    return spec.depth > 0 ? std::string(mode_name(spec.mode)) + " (pipelined)"
+                          : mode_name(spec.mode);
   }
 };
 
@@ -291,9 +290,11 @@ std::vector<Goal> check_goals(const Options& o, const std::vector<RunResult>& ru
   }
   if (overwrite != nullptr && overwrite->per_second() > 0) {
     const unsigned n = o.goals ? o.goal_clients : o.clients;
-    for (unsigned depth : {0u, o.goals ? o.goal_pipeline : o.pipeline}) {
+    const std::vector<unsigned> depths =
+        o.goals ? std::vector<unsigned>{0, o.goal_pipeline} : std::vector<unsigned>{o.pipeline};
+    for (unsigned depth : depths) {
       const RunResult* d = find_run(runs, Mode::durable, n, depth);
-      if (d == nullptr || (depth == 0 && o.pipeline != 0 && !o.goals)) continue;
+      if (d == nullptr) continue;
       std::string others;
       for (const auto& f : fsync) {
         if (&f == overwrite) continue;
@@ -308,7 +309,6 @@ std::vector<Goal> check_goals(const Options& o, const std::vector<RunResult>& ru
            fmt::format("{:.0f} requests/s vs {:.0f}/s, {:.1f} requests per commit; {}",
                        d->w.requests_per_second(), overwrite->per_second(),
                        d->requests_per_commit(), others)});
-      if (depth == 0) continue;
     }
   }
   return goals;
