@@ -5,6 +5,7 @@
 // daemon. The daemon is the built program, run as a child process with its state in a temporary
 // directory (test_daemon.hpp).
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cerrno>
 #include <set>
@@ -407,6 +408,59 @@ TEST_F(DaemonTest, RetriedRequestGetsItsOriginalReply) {
   EXPECT_EQ(std::get<b::AllocReply>(r3.body).id, std::get<b::AllocReply>(r1.body).id);
   auto si = r.call(next(), b::SetInfoRequest{});
   EXPECT_EQ(std::get<b::SetInfoReply>(si.body).set.count, 1u);
+}
+
+TEST_F(DaemonTest, StoredRepliesArePrunedOldestFirstAcrossTheSignBoundary) {
+  // 400 requests whose ids cross 2^63 (stored as signed integers), then the window: at least the
+  // last 256 replies survive a crash and answer their retries; the oldest are gone from the store.
+  b::SessionReply s;
+  auto c = session(12, 4, &s);
+  const std::uint64_t base = (std::uint64_t{1} << 63) - 200;
+  std::vector<Id> ids;
+  for (std::uint64_t i = 0; i < 400; ++i) {
+    if (i % 2 == 0) {
+      auto r = c->call(base + i, b::AllocRequest{1, 0xFFFFF});
+      ASSERT_EQ(r.status, 0) << i;
+      ids.push_back(std::get<b::AllocReply>(r.body).id);
+    } else {
+      ASSERT_EQ(c->call(base + i, b::FreeRequest{ids.back()}).status, 0) << i;
+    }
+  }
+  c.reset();
+  d_.kill9();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((d_.state_dir() + "/ioasidd.sqlite3").c_str(), &db,
+                              SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT request_id FROM replies WHERE vm_token = 12", -1, &st,
+                                 nullptr),
+              SQLITE_OK);
+    std::set<std::uint64_t> kept;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      kept.insert(static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    // OPEN_SESSION's (its id is below base), the oldest of all, went first.
+    ASSERT_FALSE(kept.empty());
+    EXPECT_GE(*kept.begin(), base);
+    EXPECT_GE(kept.size(), 256u);
+    EXPECT_LE(kept.size(), 256u + 32u);
+    // Exactly the newest ones: a contiguous run ending with the last request.
+    EXPECT_EQ(*kept.rbegin(), base + 399);
+    EXPECT_EQ(*kept.begin(), base + 400 - kept.size());
+  }
+  ASSERT_TRUE(d_.start());
+  RawConn r(d_.socket());
+  r.hello();
+  ASSERT_EQ(r.call(next(), b::ResumeRequest{12, s.resume_token}).status, 0);
+  // The last ALLOC's retry gets its original answer, not a new PASID.
+  auto again = r.call(base + 398, b::AllocRequest{1, 0xFFFFF});
+  ASSERT_EQ(again.status, 0);
+  EXPECT_EQ(std::get<b::AllocReply>(again.body).id, ids.back());
+  EXPECT_EQ(std::get<b::SetInfoReply>(r.call(next(), b::SetInfoRequest{}).body).set.count, 0u);
 }
 
 TEST_F(DaemonTest, RetriedOpenSessionGetsItsOriginalReply) {

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 
 namespace ioasid::daemon {
 
@@ -519,12 +520,18 @@ void Server::send(Conn& c, std::uint64_t rid, const b::Reply& r, Session* store_
   store_for->replies[rid] = std::move(frame);
   // Pruned kReplyPruneBatch at a time: the oldest replies sit in another B-tree page than the
   // newest, so pruning one per request would write one more page in every transaction.
-  if (store_for->replies.size() > config_.replies_kept + kReplyPruneBatch) {
-    while (store_for->replies.size() > config_.replies_kept) {
-      const std::uint64_t oldest = store_for->replies.begin()->first;
-      if (!store_->delete_reply(store_for->vm, oldest)) fatal("store: " + store_->last_error());
-      store_for->replies.erase(store_for->replies.begin());
+  // One range DELETE: the map and the table hold the same ids, so the map's oldest ones are the
+  // table's rows from the first id to the last one pruned.
+  auto& kept = store_for->replies;
+  if (kept.size() > config_.replies_kept + kReplyPruneBatch) {
+    auto end = kept.begin();
+    std::advance(end, static_cast<std::ptrdiff_t>(kept.size() - config_.replies_kept));
+    const std::uint64_t first = kept.begin()->first;
+    const std::uint64_t last = std::prev(end)->first;
+    if (!store_->delete_replies(store_for->vm, first, last)) {
+      fatal("store: " + store_->last_error());
     }
+    kept.erase(kept.begin(), end);
   }
 }
 

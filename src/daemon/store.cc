@@ -3,6 +3,7 @@
 #include "daemon/store.hpp"
 
 #include <cstring>
+#include <limits>
 
 namespace ioasid::daemon {
 namespace {
@@ -101,7 +102,8 @@ std::unique_ptr<Store> Store::open(const std::string& path, bool sync, std::stri
   s->del_id_ = s->prepare("DELETE FROM ids WHERE id = ?1");
   s->put_reply_ =
       s->prepare("INSERT OR REPLACE INTO replies(vm_token, request_id, frame) VALUES(?1, ?2, ?3)");
-  s->prune_ = s->prepare("DELETE FROM replies WHERE vm_token = ?1 AND request_id = ?2");
+  s->prune_ =
+      s->prepare("DELETE FROM replies WHERE vm_token = ?1 AND request_id BETWEEN ?2 AND ?3");
   // BEGIN and COMMIT run once per loop iteration: prepared, not parsed each time.
   s->begin_ = s->prepare("BEGIN IMMEDIATE");
   s->commit_ = s->prepare("COMMIT");
@@ -333,10 +335,18 @@ bool Store::put_reply(std::uint64_t vm, std::uint64_t request_id,
   return step_done(put_reply_);
 }
 
-bool Store::delete_reply(std::uint64_t vm, std::uint64_t request_id) {
-  sqlite3_bind_int64(prune_, 1, to_db(vm));
-  sqlite3_bind_int64(prune_, 2, to_db(request_id));
-  return step_done(prune_);
+bool Store::delete_replies(std::uint64_t vm, std::uint64_t first, std::uint64_t last) {
+  // The column holds the ids bit for bit as signed integers: an unsigned range that crosses 2^63
+  // is two signed ranges.
+  auto range = [&](std::int64_t lo, std::int64_t hi) {
+    sqlite3_bind_int64(prune_, 1, to_db(vm));
+    sqlite3_bind_int64(prune_, 2, lo);
+    sqlite3_bind_int64(prune_, 3, hi);
+    return step_done(prune_);
+  };
+  if (to_db(first) <= to_db(last)) return range(to_db(first), to_db(last));
+  return range(to_db(first), std::numeric_limits<std::int64_t>::max()) &&
+         range(std::numeric_limits<std::int64_t>::min(), to_db(last));
 }
 
 }  // namespace ioasid::daemon

@@ -79,8 +79,9 @@ class Store {
   bool put_id(std::uint64_t vm, const IdInfo& info);
   bool delete_id(Id id);
   bool put_reply(std::uint64_t vm, std::uint64_t request_id, const std::vector<std::byte>& frame);
-  // Deletes one stored reply (the oldest of a session once it holds its bound).
-  bool delete_reply(std::uint64_t vm, std::uint64_t request_id);
+  // Deletes the stored replies of a session whose request ids are in [first, last] (inclusive,
+  // unsigned: the oldest ones once the session holds more than its bound).
+  bool delete_replies(std::uint64_t vm, std::uint64_t first, std::uint64_t last);
 
   [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
 
