@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -55,6 +56,12 @@ bool DaemonProcess::start(std::chrono::milliseconds timeout, std::string* error)
   }
   if (pid_ == 0) {
     ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+    if (cpu_ >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu_, &set);
+      (void)::sched_setaffinity(0, sizeof set, &set);
+    }
     if (!show_log_) {
       const int devnull = ::open("/dev/null", O_WRONLY);
       ::dup2(devnull, 2);

@@ -24,6 +24,8 @@ class DaemonProcess {
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;
 
+  // The daemon runs on this CPU (before start(); default: anywhere).
+  void pin_to(int cpu) { cpu_ = cpu; }
   // Starts it and waits (up to timeout) for READY=1. Returns false with *error set when it could
   // not be started, exited, or was not ready in time (then it is killed).
   bool start(std::chrono::milliseconds timeout, std::string* error);
@@ -40,6 +42,7 @@ class DaemonProcess {
   std::vector<std::string> extra_;
   bool show_log_;
   pid_t pid_ = -1;
+  int cpu_ = -1;
 };
 
 }  // namespace ioasid::load

@@ -2,6 +2,8 @@
 // echo_server.cc: ioasid-load's in-process echo server (echo_server.hpp).
 #include "load/echo_server.hpp"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -65,7 +67,15 @@ bool EchoServer::start(std::string* error) {
       return false;
     }
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    if (cpu_ >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu_, &set);
+      (void)::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
+    }
+    run();
+  });
   return true;
 }
 

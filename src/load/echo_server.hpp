@@ -23,6 +23,8 @@ class EchoServer {
   EchoServer(const EchoServer&) = delete;
   EchoServer& operator=(const EchoServer&) = delete;
 
+  // The server thread runs on this CPU (before start(); default: anywhere).
+  void pin_to(int cpu) { cpu_ = cpu; }
   // Listens and starts the thread. Returns false with *error set on failure.
   bool start(std::string* error);
   void stop();
@@ -36,6 +38,7 @@ class EchoServer {
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   int stop_fd_ = -1;  // eventfd
+  int cpu_ = -1;
   std::thread thread_;
 };
 

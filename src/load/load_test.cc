@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "daemon/test_daemon.hpp"
 #include "ioasid/client.hpp"
@@ -121,6 +122,18 @@ TEST(LoadGenerator, SingleRunTable) {
   const ProgramResult e = load({"--echo", "--duration", "0.1", "--warmup", "0", "--json"});
   ASSERT_EQ(e.exit_code(), 0) << e.err;
   expect_sane_run(json::parse(e.out)["runs"][0]);
+  EXPECT_TRUE(json::parse(e.out)["machine"]["server_cpu"].is_null());
+  if (std::thread::hardware_concurrency() >= 2) {
+    // --pin: the server on the last CPU, the clients on the others.
+    const ProgramResult p =
+        load({"--no-sync", "--pin", "--clients", "2", "--duration", "0.1", "--json"});
+    ASSERT_EQ(p.exit_code(), 0) << p.err;
+    const json j = json::parse(p.out);
+    expect_sane_run(j["runs"][0]);
+    const int server = j["machine"]["server_cpu"].get<int>();
+    ASSERT_FALSE(j["machine"]["client_cpus"].empty());
+    for (const json& c : j["machine"]["client_cpus"]) EXPECT_LT(c.get<int>(), server);
+  }
 }
 
 TEST(LoadGenerator, AgainstARunningDaemonLeavesNoSessionBehind) {

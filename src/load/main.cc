@@ -12,6 +12,7 @@
 // bad command line.
 #include <fmt/core.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -67,6 +68,9 @@ struct Options {
   bool require_goals = false;
   bool json = false;
   bool verbose = false;
+  bool pin = false;
+  int server_cpu = -1;           // with --pin: the daemon's (or echo server's) CPU
+  std::vector<int> client_cpus;  // with --pin: the others
 };
 
 enum class Mode { echo, no_sync, durable, external };
@@ -185,6 +189,7 @@ bool run_one(const Options& o, const RunSpec& spec, const std::string& base, Run
                                      : ClientKind::library;
   cfg.warmup = ms(o.warmup);
   cfg.duration = ms(o.duration);
+  cfg.client_cpus = o.client_cpus;
   // VM tokens unique to this process and run, so that a shared daemon (--connect) never sees two
   // runs or two processes open the same VM.
   static unsigned run_number = 0;
@@ -214,12 +219,14 @@ bool run_one(const Options& o, const RunSpec& spec, const std::string& base, Run
       cfg.socket = *dir + "/echo.sock";
       echo = std::make_unique<ioasid::load::EchoServer>(
           cfg.socket, ioasid::load::echo_request_size(), ioasid::load::echo_reply_size());
+      echo->pin_to(o.server_cpu);
       if (!echo->start(why)) return false;
     } else {
       std::vector<std::string> extra = {"--grace", "0", "--max-sessions-per-client",
                                         std::to_string(std::max(64u, spec.clients))};
       if (spec.mode == Mode::no_sync) extra.push_back("--no-sync");
       daemon = std::make_unique<ioasid::load::DaemonProcess>(o.ioasidd, *dir, extra, o.verbose);
+      daemon->pin_to(o.server_cpu);
       if (!daemon->start(std::chrono::seconds(30), why)) return false;
       cfg.socket = daemon->socket();
     }
@@ -319,8 +326,9 @@ void print_table(const Options& o, const std::string& fs, const std::string& bas
                  const std::vector<Goal>& goals) {
   fmt::print(
       "ioasid-load: {} CPUs ({}), {}, state on {} ({}), {:.1f} s per run after {:.1f} s "
-      "warm-up\n\n",
-      std::thread::hardware_concurrency(), cpu_model(), kernel(), fs, base, o.duration, o.warmup);
+      "warm-up{}\n\n",
+      std::thread::hardware_concurrency(), cpu_model(), kernel(), fs, base, o.duration, o.warmup,
+      o.pin ? fmt::format(", server on CPU {}, clients on the others", o.server_cpu) : "");
   fmt::print("{:<20} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}\n", "run",
              "clients", "depth", "allocs/s", "req/s", "p50", "p90", "p99", "p99.9", "max",
              "pair p50", "req/cmt");
@@ -368,7 +376,9 @@ Json to_json(const Options& o, const std::string& fs, const std::string& base,
                       {"cpu_model", cpu_model()},
                       {"kernel", kernel()},
                       {"filesystem", fs},
-                      {"dir", base}};
+                      {"dir", base},
+                      {"server_cpu", o.pin ? Json(o.server_cpu) : Json(nullptr)},
+                      {"client_cpus", o.client_cpus}};
   j["duration_seconds"] = o.duration;
   j["warmup_seconds"] = o.warmup;
   Json list = Json::array();
@@ -466,6 +476,9 @@ int main(int argc, char** argv) {
   app.add_flag("--require-goals", o.require_goals, "Exit 1 when a checked goal is missed");
   app.add_flag("--json", o.json, "JSON instead of a table");
   app.add_flag("--verbose", o.verbose, "Show the daemon's log");
+  app.add_flag("--pin", o.pin,
+               "Run the daemon (or echo server) on the last allowed CPU and the clients on the "
+               "others, so that every round trip crosses CPUs the same way");
   no_sync->excludes(echo);
   connect->excludes(no_sync)->excludes(echo)->excludes(goals);
   try {
@@ -486,6 +499,19 @@ int main(int argc, char** argv) {
   }
   o.dir = real;
   const std::string fs = ioasid::load::filesystem_type(o.dir);
+  if (o.pin) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    std::vector<int> cpus;
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+      }
+    }
+    if (cpus.size() < 2) return error(kExitUsage, "--pin needs at least two CPUs");
+    o.server_cpu = cpus.back();
+    o.client_cpus.assign(cpus.begin(), cpus.end() - 1);
+  }
 
   std::vector<RunSpec> specs;
   if (o.goals) {

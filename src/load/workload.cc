@@ -4,6 +4,8 @@
 
 #include <fmt/core.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -322,6 +324,13 @@ void echo_client(Shared& sh, unsigned index, Tally& t) {
 
 }  // namespace
 
+bool pin_current_thread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+}
+
 std::size_t echo_request_size() { return b::kHeaderSize + sizeof(bw::AllocReq); }
 std::size_t echo_reply_size() {
   return *b::reply_frame_size(b::ok_reply(bw::MsgType::alloc, b::AllocReply{1}));
@@ -335,7 +344,9 @@ bool run_workload(const WorkloadConfig& cfg, WorkloadResult* out, std::string* e
   for (unsigned i = 0; i < cfg.clients; ++i) {
     tallies.push_back(std::make_unique<Tally>());
     Tally& t = *tallies.back();
-    threads.emplace_back([&sh, &t, i, kind = cfg.kind] {
+    const int cpu = cfg.client_cpus.empty() ? -1 : cfg.client_cpus[i % cfg.client_cpus.size()];
+    threads.emplace_back([&sh, &t, i, kind = cfg.kind, cpu] {
+      if (cpu >= 0) (void)pin_current_thread(cpu);
       switch (kind) {
         case ClientKind::library:
           return library_client(sh, i, t);

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ioasid/types.hpp"
 #include "load/latency_histogram.hpp"
@@ -37,6 +38,7 @@ struct WorkloadConfig {
   std::uint64_t vm_base = 0;                 // client i opens VM vm_base + i
   Id min = 1;                                // the ALLOC range, [min, max]
   Id max = 0xFFFFF;
+  std::vector<int> client_cpus;  // client i runs on client_cpus[i % size]; empty: anywhere
 };
 
 struct WorkloadResult {
@@ -54,6 +56,9 @@ struct WorkloadResult {
 // Runs the workload. Returns false with *error set when a client could not connect or a request
 // failed (the first failure; the other clients are stopped).
 bool run_workload(const WorkloadConfig& config, WorkloadResult* out, std::string* error);
+
+// Pins the calling thread to one CPU. Returns false if the kernel refused.
+bool pin_current_thread(int cpu);
 
 // Bytes of the echo client's request and reply (an ALLOC request frame and an ALLOC reply frame).
 std::size_t echo_request_size();
