@@ -2,8 +2,8 @@
 # ioasid-load (issue 5 "Performance"): short bounded runs of the built program against the built
 # daemon (figures checked for consistency, never for speed) and its latency histogram. The
 # program runs client threads, an echo server thread and the daemon: labelled concurrency, so it
-# also runs under TSan; and RUN_SERIAL, since its runs keep every CPU busy (beside them, other
-# tests' bounded waits were starved: VirtioConcurrencyTest's reaper, twice).
+# also runs under TSan; and RUN_SERIAL, since its runs keep every CPU busy and would stretch the
+# bounded waits of whatever test ran beside them.
 if(TARGET ioasid-load AND TARGET ioasidd)
   find_package(nlohmann_json REQUIRED)
   ioasid_add_test(load_test SOURCES src/load/load_test.cc LABELS concurrency
