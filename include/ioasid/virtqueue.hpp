@@ -203,8 +203,11 @@ class IOASID_API DeviceQueue {
   [[nodiscard]] DeviceQueueStats stats() const noexcept { return st_; }
 
  private:
+  // pop() (with its descriptor walk) and push() as inline code, shared with the transport's drain
+  // loop: src/virtio/internal/device_queue_hot.hpp.
+  struct Hot;
+  friend class VirtioTransport;
   bool fail(QueueFault f) noexcept;
-  bool walk(std::uint16_t head, Chain& out) noexcept;
 
   const GuestMemory* mem_ = nullptr;
   VirtqueueLayout l_{};
@@ -226,6 +229,7 @@ class IOASID_API DeviceQueue {
   std::vector<Seg> wsegs_;  // writable buffers of the popped chain (<= size)
   std::size_t nwsegs_ = 0;
   std::vector<std::byte> rscratch_, wscratch_;
+  GuestRegion last_region_{};  // a copy of the region the last translation hit (size 0: none)
   DeviceQueueStats st_;
 };
 

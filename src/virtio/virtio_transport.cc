@@ -6,6 +6,8 @@
 
 #include <thread>
 
+#include "virtio/internal/device_queue_hot.hpp"
+
 namespace ioasid::virtio {
 namespace {
 
@@ -197,9 +199,10 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
   std::size_t done = 0, requests = 0, oversized = 0, filled = 0;  // counted once per drain
   bool broken = false;
   if (!events) q.q.enable_kicks(false);  // no kicks needed while we drain
+  DeviceQueue::Chain c;                  // pop() sets every field
   for (;;) {
-    DeviceQueue::Chain c;
-    const DeviceQueue::Pop p = q.q.pop(c);
+    // DeviceQueue::pop() and push(), compiled in place.
+    const DeviceQueue::Pop p = DeviceQueue::Hot::pop(q.q, c);
     if (p == DeviceQueue::Pop::broken) {
       broken = true;
       break;
@@ -224,7 +227,8 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
       used = dev_.handle_request(queue, c.readable, c.writable);
       ++requests;
     }
-    q.q.push(c, static_cast<std::uint32_t>(std::min<std::size_t>(used, c.writable.size())));
+    DeviceQueue::Hot::push(
+        q.q, c, static_cast<std::uint32_t>(std::min<std::size_t>(used, c.writable.size())));
     ++done;
   }
   if (requests != 0) st_.requests.v.fetch_add(requests, std::memory_order_relaxed);

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+// device_queue_hot.hpp: the per-chain path of DeviceQueue (pop with its descriptor walk, push) as
+// inline code, so that the transport's drain loop (VirtioTransport::process_queue) compiles it in
+// place instead of making three out-of-line calls per chain; DeviceQueue::pop() and push() are the
+// same functions. Also the guest-memory access helpers both ends of the queue use.
+//
+// What is here is exactly what virtqueue.hpp documents for pop() and push(): every descriptor field
+// read once, every index, length and address checked before use, at most `size` descriptors per
+// chain. The fast path of walk() only takes chains on which the general walk (walk_general, in
+// virtqueue.cc) would succeed with the same result; anything else continues in the general walk
+// from the descriptor already read, so a chain gets the same checks and the same QueueFault
+// whichever path meets it.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include "ioasid/guest_memory.hpp"
+#include "ioasid/virtqueue.hpp"
+
+namespace ioasid::virtio::internal {
+
+static_assert(std::endian::native == std::endian::little ||
+              std::endian::native == std::endian::big);
+
+constexpr std::uint16_t from_le16(std::uint16_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) return __builtin_bswap16(v);
+  return v;
+}
+
+// Plain little-endian fields of guest memory, one memcpy each (wire::Le stores byte by byte,
+// which costs a store-forwarding stall on this path).
+template <class T>
+inline T ld(const std::byte* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
+    if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
+    if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
+  }
+  return v;
+}
+template <class T>
+inline void st(std::byte* p, T v) noexcept {
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
+    if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
+    if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
+  }
+  std::memcpy(p, &v, sizeof(v));
+}
+// Two adjacent le32 fields (a used element {id, len}) in one store.
+inline void st_pair(std::byte* p, std::uint32_t lo, std::uint32_t hi) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    st<std::uint64_t>(p, std::uint64_t{lo} | std::uint64_t{hi} << 32);
+  } else {
+    st<std::uint32_t>(p, lo);
+    st<std::uint32_t>(p + 4, hi);
+  }
+}
+
+// memcpy of a guest buffer: requests are a few bytes (virtio-iommu's largest is PROBE, 72), where a
+// libc call costs more than the copy. Overlapping loads and stores of 4, 8, 16 or 32 bytes cover
+// every length from 4 to 64; never touches a byte outside [0, n) of either side.
+template <std::size_t W>
+inline void copy_ends(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+  unsigned char a[W], b[W];
+  std::memcpy(a, src, W);
+  std::memcpy(b, src + n - W, W);
+  std::memcpy(dst, a, W);
+  std::memcpy(dst + n - W, b, W);
+}
+inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+  if (n >= 8 && n <= 16) {
+    copy_ends<8>(dst, src, n);
+  } else if (n >= 4 && n < 8) {
+    copy_ends<4>(dst, src, n);
+  } else if (n > 16 && n <= 32) {
+    copy_ends<16>(dst, src, n);
+  } else if (n > 32 && n <= 64) {
+    copy_ends<32>(dst, src, n);
+  } else {
+    std::memcpy(dst, src, n);
+  }
+}
+
+// The shared ring words: 2-byte aligned (checked at setup), accessed atomically because the other
+// end may be running at the same time.
+inline std::uint16_t load16(std::byte* p, std::memory_order mo) noexcept {
+  return from_le16(std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).load(mo));
+}
+inline void store16(std::byte* p, std::uint16_t v, std::memory_order mo) noexcept {
+  std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).store(from_le16(v), mo);
+}
+
+// One descriptor: addr, then len | flags << 32 | next << 48. Two loads, each field read once.
+struct RawDesc {
+  std::uint64_t addr;
+  std::uint32_t len;
+  std::uint16_t flags, next;
+};
+inline RawDesc read_desc(const std::byte* dp) noexcept {
+  const auto addr = ld<std::uint64_t>(dp);
+  const auto rest = ld<std::uint64_t>(dp + 8);
+  return {addr, static_cast<std::uint32_t>(rest), static_cast<std::uint16_t>(rest >> 32),
+          static_cast<std::uint16_t>(rest >> 48)};
+}
+
+// The state of walk_general(): where the walk is, what it gathered, and the descriptor it looks
+// at (read once by whoever filled it in, already counted against the budget).
+struct WalkState {
+  std::uint16_t head;
+  const std::byte* table;
+  std::uint32_t table_n;
+  std::uint32_t budget;  // descriptors the chain may still visit after the current one
+  bool first;            // the current descriptor is the chain's head
+  bool indirect = false;
+  bool seen_write = false;
+  bool oversized = false;
+  std::uint32_t rlen = 0;
+  std::uint64_t total = 0, wtotal = 0;
+  RawDesc d;
+};
+
+}  // namespace ioasid::virtio::internal
+
+namespace ioasid::virtio {
+
+struct DeviceQueue::Hot {
+  using RawDesc = internal::RawDesc;
+  using WalkState = internal::WalkState;
+
+  // GuestMemory::translate() with the region of the last hit tried first: regions never change
+  // or go away once added, so a copy of one stays exact.
+  static std::byte* translate(DeviceQueue& q, std::uint64_t gpa, std::uint64_t len) noexcept {
+    const GuestRegion& r = q.last_region_;
+    // off wraps to above size when gpa < r.gpa (a region never wraps 2^64).
+    const std::uint64_t off = gpa - r.gpa;
+    if (off < r.size && len <= r.size - off) return r.host + off;
+    return translate_miss(q, gpa, len);
+  }
+  static std::byte* translate_miss(DeviceQueue& q, std::uint64_t gpa, std::uint64_t len) noexcept;
+  // The general walk: any chain, every check (virtqueue.cc).
+  static bool walk_general(DeviceQueue& q, WalkState& s, Chain& out) noexcept;
+
+  // The common chain first: a direct device-readable descriptor (within max_readable) then one
+  // direct device-writable descriptor, both valid. Anything else goes on through walk_general()
+  // from the descriptor in hand.
+  static bool walk(DeviceQueue& q, std::uint16_t head, Chain& out) noexcept {
+    q.nwsegs_ = 0;
+    const std::uint32_t size = q.l_.size;
+    if (head >= size) return q.fail(QueueFault::desc_index);
+    std::byte* const desc = q.desc_;
+    const RawDesc d0 = internal::read_desc(desc + 16u * head);
+    if (d0.flags == kDescFNext && d0.len != 0 && d0.len <= q.o_.max_readable && d0.next < size &&
+        size > 1) {
+      const std::byte* p0 = translate(q, d0.addr, d0.len);
+      if (p0 != nullptr) {
+        std::byte* const rscratch = q.rscratch_.data();
+        internal::copy_bytes(rscratch, p0, d0.len);
+        const RawDesc d1 = internal::read_desc(desc + 16u * d0.next);
+        if (d1.flags == kDescFWrite && d1.len != 0 &&
+            std::uint64_t{d0.len} + d1.len <= 0xFFFF'FFFFull) {
+          std::byte* p1 = translate(q, d1.addr, d1.len);
+          if (p1 != nullptr) {
+            q.wsegs_[0] = {p1, d1.len};
+            q.nwsegs_ = 1;
+            out.head = head;
+            out.oversized = false;
+            out.readable = std::span<const std::byte>(rscratch, d0.len);
+            out.writable_total = d1.len;
+            out.writable =
+                std::span<std::byte>(q.wscratch_.data(), std::min(d1.len, q.o_.max_writable));
+            return true;
+          }
+        }
+        WalkState s{.head = head,
+                    .table = desc,
+                    .table_n = size,
+                    .budget = size - 2u,
+                    .first = false,
+                    .rlen = d0.len,
+                    .total = d0.len,
+                    .d = d1};
+        return walk_general(q, s, out);
+      }
+    }
+    WalkState s{
+        .head = head, .table = desc, .table_n = size, .budget = size - 1u, .first = true, .d = d0};
+    return walk_general(q, s, out);
+  }
+
+  static Pop pop(DeviceQueue& q, Chain& out) noexcept {
+    if (q.fault_ != QueueFault::none) return Pop::broken;
+    if (q.mem_ == nullptr) return Pop::empty;
+    if (q.popped_) {  // the previous chain was never pushed: give it back to the device first
+      q.fail(QueueFault::used_overflow);
+      return Pop::broken;
+    }
+    // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
+    if (q.avail_seen_ == q.last_avail_) {
+      q.avail_seen_ = internal::load16(q.avail_ + 2, std::memory_order_acquire);
+    }
+    const auto n = static_cast<std::uint16_t>(q.avail_seen_ - q.last_avail_);
+    if (n == 0) return Pop::empty;
+    if (n > q.l_.size) {
+      q.fail(QueueFault::avail_idx_jump);
+      return Pop::broken;
+    }
+    const std::uint32_t slot = q.last_avail_ & (q.l_.size - 1u);
+    const std::uint16_t head = internal::load16(q.avail_ + 4 + 2 * slot, std::memory_order_relaxed);
+    if (!walk(q, head, out)) return Pop::broken;
+    ++q.last_avail_;
+    q.popped_ = true;
+    ++q.st_.chains;
+    if (out.oversized) ++q.st_.oversized;
+    return Pop::chain;
+  }
+
+  static bool push(DeviceQueue& q, const Chain& c, std::uint32_t written) noexcept {
+    if (q.fault_ != QueueFault::none) return false;
+    if (!q.popped_) return q.fail(QueueFault::used_overflow);
+    q.popped_ = false;
+    written = static_cast<std::uint32_t>(std::min<std::size_t>(written, c.writable.size()));
+    // Scatter over the segments pop() translated (guest memory regions are fixed after setup).
+    const Seg* seg = q.wsegs_.data();
+    if (q.nwsegs_ == 1) {
+      internal::copy_bytes(seg[0].host, c.writable.data(), std::min(seg[0].len, written));
+    } else {
+      std::uint32_t off = 0;
+      for (std::size_t i = 0; i < q.nwsegs_ && off < written; ++i) {
+        const std::uint32_t n = std::min(seg[i].len, written - off);
+        internal::copy_bytes(seg[i].host, c.writable.data() + off, n);
+        off += n;
+      }
+    }
+    const std::uint32_t slot = q.used_shadow_ & (q.l_.size - 1u);
+    internal::st_pair(q.used_ + 4 + 8 * slot, c.head, written);
+    ++q.used_shadow_;
+    ++q.st_.used;
+    return true;
+  }
+};
+
+}  // namespace ioasid::virtio
