@@ -264,7 +264,8 @@ struct IommuDevice::Impl {
       return fail(vi::ReqType::free_pasid, w, e);
     }
     st.pasid_frees.inc();
-    return reply(vi::ReqType::free_pasid, w, vi::Status::ok);
+    (void)encode_tail(w, vi::Status::ok);  // FREE_PASID's reply is the tail alone
+    return kTail;
   }
 
   // Under mu.
@@ -619,6 +620,15 @@ std::size_t IommuDevice::handle_request(std::span<const std::byte> readable,
                                         std::span<std::byte> writable) noexcept {
   Impl& d = *impl_;
   const std::uint64_t feats = d.negotiated.load(std::memory_order_relaxed);
+  // The hot pair first: parsed in line (exactly what parse_request accepts for them), no lock, no
+  // allocation in global scope. A reply buffer too small goes the general way (reply_small).
+  const PasidParse fast = parse_pasid_request(readable, feats);
+  if (fast.kind == PasidParse::Kind::alloc && writable.size() >= kAllocReply) {
+    return d.alloc_pasid(AllocPasidRequest{fast.value}, writable, feats);
+  }
+  if (fast.kind == PasidParse::Kind::free && writable.size() >= kTail) {
+    return d.free_pasid(FreePasidRequest{fast.value}, writable, feats);
+  }
   const ParseResult r = parse_request(readable, feats);
   if (!r) return d.parse_failure(readable, writable, r.error());
   const vi::ReqType type = request_type(*r);
@@ -629,7 +639,6 @@ std::size_t IommuDevice::handle_request(std::span<const std::byte> readable,
           vi::to_u8(type), writable.size(), d.reply_size(type));
     return d.used_zero();
   }
-  // The hot pair first: no lock, no allocation in global scope.
   if (const auto* a = std::get_if<AllocPasidRequest>(&*r))
     return d.alloc_pasid(*a, writable, feats);
   if (const auto* f = std::get_if<FreePasidRequest>(&*r)) return d.free_pasid(*f, writable, feats);
