@@ -25,11 +25,7 @@ using internal::load16;
 using internal::st;
 using internal::store16;
 
-// virtio 1.2 §2.7.10: vring_need_event.
-constexpr bool need_event(std::uint16_t event, std::uint16_t new_idx, std::uint16_t old) noexcept {
-  return static_cast<std::uint16_t>(new_idx - event - 1) <
-         static_cast<std::uint16_t>(new_idx - old);
-}
+using internal::need_event;
 
 bool aligned(const void* p, std::uintptr_t a) noexcept {
   return (reinterpret_cast<std::uintptr_t>(p) & (a - 1)) == 0;
@@ -224,39 +220,43 @@ Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out)
   const std::size_t n = bufs.size();
   if (mem_ == nullptr || n == 0) return Errc::invalid_argument;
   if (n > nfree_) return Errc::exhausted;
-  bool bad_order = false;
+  const Buffer* const b = bufs.data();
   for (std::size_t i = 1; i < n; ++i) {
-    bad_order |= bufs[i - 1].device_writable && !bufs[i].device_writable;
+    if (b[i - 1].device_writable && !b[i].device_writable) return Errc::invalid_argument;
   }
-  if (bad_order) return Errc::invalid_argument;
+  // Locals: the descriptor stores below may alias any member as far as the compiler knows.
+  std::byte* const desc = desc_;
+  const std::uint16_t* const next_free = next_free_.data();
   const std::uint16_t head = free_head_;
-  std::uint16_t cur = head, last = head;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint16_t nxt = next_free_[cur];
+  std::uint16_t cur = head;
+  for (std::size_t i = 0;; ++i) {
+    std::byte* const dp = desc + 16u * cur;
+    const std::uint64_t write = b[i].device_writable ? kDescFWrite : 0;
+    const std::uint16_t nxt = next_free[cur];
     const bool more = i + 1 < n;
-    const auto flags = static_cast<std::uint16_t>((bufs[i].device_writable ? kDescFWrite : 0) |
-                                                  (more ? kDescFNext : 0));
-    std::byte* dp = desc_ + 16u * cur;
-    st<std::uint64_t>(dp, bufs[i].gpa);
+    st<std::uint64_t>(dp, b[i].gpa);
+    const std::uint64_t len = b[i].len;
     // len, flags, next: one store on little-endian hosts.
     if constexpr (std::endian::native == std::endian::little) {
-      st<std::uint64_t>(dp + 8, std::uint64_t{bufs[i].len} | std::uint64_t{flags} << 32 |
-                                    std::uint64_t{more ? nxt : std::uint16_t{0}} << 48);
+      st<std::uint64_t>(dp + 8, more ? len | (write | kDescFNext) << 32 | std::uint64_t{nxt} << 48
+                                     : len | write << 32);
     } else {
-      st<std::uint32_t>(dp + 8, bufs[i].len);
-      st<std::uint16_t>(dp + 12, flags);
+      st<std::uint32_t>(dp + 8, static_cast<std::uint32_t>(len));
+      st<std::uint16_t>(dp + 12, static_cast<std::uint16_t>(write | (more ? kDescFNext : 0)));
       st<std::uint16_t>(dp + 14, more ? nxt : 0);
     }
-    last = cur;
+    if (!more) {
+      free_head_ = nxt;
+      chain_tail_[head] = cur;
+      break;
+    }
     cur = nxt;
   }
-  free_head_ = cur;
   nfree_ -= static_cast<std::uint32_t>(n);
   chain_len_[head] = static_cast<std::uint16_t>(n);
-  chain_tail_[head] = last;
-  const std::uint32_t slot = avail_shadow_ & (l_.size - 1u);
-  store16(avail_ + 4 + 2 * slot, head, std::memory_order_relaxed);
-  ++avail_shadow_;
+  const std::uint16_t shadow = avail_shadow_;
+  store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), head, std::memory_order_relaxed);
+  avail_shadow_ = static_cast<std::uint16_t>(shadow + 1);
   *head_out = head;
   return Errc{};
 }

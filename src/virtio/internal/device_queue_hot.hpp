@@ -99,6 +99,12 @@ inline void store16(std::byte* p, std::uint16_t v, std::memory_order mo) noexcep
   std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).store(from_le16(v), mo);
 }
 
+// virtio 1.2 §2.7.10: vring_need_event.
+constexpr bool need_event(std::uint16_t event, std::uint16_t new_idx, std::uint16_t old) noexcept {
+  return static_cast<std::uint16_t>(new_idx - event - 1) <
+         static_cast<std::uint16_t>(new_idx - old);
+}
+
 // One descriptor: addr, then len | flags << 32 | next << 48. Two loads, each field read once.
 struct RawDesc {
   std::uint64_t addr;
@@ -223,28 +229,141 @@ struct DeviceQueue::Hot {
     return Pop::chain;
   }
 
+  // Copies c.writable[0, written) over the chain's writable buffers, in order (written <=
+  // c.writable.size()); the segments were translated by walk() (regions are fixed after setup).
+  static void scatter(DeviceQueue& q, const Chain& c, std::uint32_t written) noexcept {
+    const Seg* seg = q.wsegs_.data();
+    if (q.nwsegs_ == 1) {
+      internal::copy_bytes(seg[0].host, c.writable.data(), std::min(seg[0].len, written));
+      return;
+    }
+    std::uint32_t off = 0;
+    for (std::size_t i = 0; i < q.nwsegs_ && off < written; ++i) {
+      const std::uint32_t n = std::min(seg[i].len, written - off);
+      internal::copy_bytes(seg[i].host, c.writable.data() + off, n);
+      off += n;
+    }
+  }
+
   static bool push(DeviceQueue& q, const Chain& c, std::uint32_t written) noexcept {
     if (q.fault_ != QueueFault::none) return false;
     if (!q.popped_) return q.fail(QueueFault::used_overflow);
     q.popped_ = false;
     written = static_cast<std::uint32_t>(std::min<std::size_t>(written, c.writable.size()));
-    // Scatter over the segments pop() translated (guest memory regions are fixed after setup).
-    const Seg* seg = q.wsegs_.data();
-    if (q.nwsegs_ == 1) {
-      internal::copy_bytes(seg[0].host, c.writable.data(), std::min(seg[0].len, written));
-    } else {
-      std::uint32_t off = 0;
-      for (std::size_t i = 0; i < q.nwsegs_ && off < written; ++i) {
-        const std::uint32_t n = std::min(seg[i].len, written - off);
-        internal::copy_bytes(seg[i].host, c.writable.data() + off, n);
-        off += n;
-      }
-    }
+    scatter(q, c, written);
     const std::uint32_t slot = q.used_shadow_ & (q.l_.size - 1u);
     internal::st_pair(q.used_ + 4 + 8 * slot, c.head, written);
     ++q.used_shadow_;
     ++q.st_.used;
     return true;
+  }
+
+  // pop() and push() for every available chain: answer(chain) returns the used length (clamped
+  // to the writable scratch, as push() does). The ring indices stay in locals across the batch and
+  // the per-call state checks run once. Returns the chains completed; stops when the ring is empty
+  // or a chain breaks the transport (the fault is latched, as pop() would; completed chains stay
+  // pushed). Nothing is published.
+  template <class Answer>
+  static std::uint32_t drain(DeviceQueue& q, Answer& answer) noexcept {
+    if (q.fault_ != QueueFault::none || q.mem_ == nullptr) return 0;
+    if (q.popped_) {  // a chain popped and never pushed, as pop() reports it
+      q.fail(QueueFault::used_overflow);
+      return 0;
+    }
+    std::byte* const avail = q.avail_;
+    std::byte* const used = q.used_;
+    const std::uint32_t size = q.l_.size;
+    std::uint16_t last = q.last_avail_, seen = q.avail_seen_, shadow = q.used_shadow_;
+    std::uint32_t done = 0, oversized = 0;
+    Chain c;
+    for (;;) {
+      // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
+      if (seen == last) seen = internal::load16(avail + 2, std::memory_order_acquire);
+      const auto n = static_cast<std::uint16_t>(seen - last);
+      if (n == 0) break;
+      if (n > size) {
+        q.fail(QueueFault::avail_idx_jump);
+        break;
+      }
+      const std::uint16_t head =
+          internal::load16(avail + 4 + 2 * (last & (size - 1u)), std::memory_order_relaxed);
+      if (!walk(q, head, c)) break;
+      ++last;
+      if (c.oversized) ++oversized;
+      const auto written =
+          static_cast<std::uint32_t>(std::min<std::size_t>(answer(c), c.writable.size()));
+      scatter(q, c, written);
+      internal::st_pair(used + 4 + 8 * (shadow & (size - 1u)), head, written);
+      ++shadow;
+      ++done;
+    }
+    q.last_avail_ = last;
+    q.avail_seen_ = seen;
+    q.used_shadow_ = shadow;
+    q.st_.chains += done;
+    q.st_.used += done;
+    q.st_.oversized += oversized;
+    return done;
+  }
+
+  // A request queue's whole service, what enable_kicks(false), pop()/push() until empty,
+  // enable_kicks(true) (and again while chains slipped in) and publish() do, with one full fence
+  // per round instead of two seq_cst stores: the used idx (release) and the re-armed kick word
+  // (avail_event, or used.flags cleared) are stored, then one seq_cst fence, then the driver's
+  // words are read (avail idx: more to do?; used_event or avail.flags: interrupt?). That is the
+  // store-load order §2.7.7 / §2.7.10 ask for on both pairs: the driver's side stores its word
+  // seq_cst and loads ours seq_cst, which a seq_cst fence between our store and our load pairs
+  // with. Entries are visible from the round that completed them; the interrupt decision covers
+  // every entry of the call (need_event over [used idx at entry, final used idx)).
+  // Returns the chains completed; *interrupt: whether the driver wants an interrupt. A broken
+  // transport stops the service (the completed chains are still published).
+  template <class Answer>
+  static std::uint32_t serve(DeviceQueue& q, Answer&& answer, bool* interrupt) noexcept {
+    *interrupt = false;
+    if (q.mem_ == nullptr) return 0;
+    std::byte* const avail = q.avail_;
+    std::byte* const used = q.used_;
+    const bool event_idx = q.o_.event_idx;
+    const std::uint32_t size = q.l_.size;
+    // No kicks needed while we drain (with EVENT_IDX the driver kicks only past avail_event,
+    // which still names the chain we will pop first).
+    if (!event_idx) internal::store16(used, kUsedFNoNotify, std::memory_order_relaxed);
+    const std::uint16_t old = q.used_published_;
+    std::uint32_t done = 0;
+    for (;;) {
+      done += drain(q, answer);
+      const bool broken = q.fault_ != QueueFault::none;
+      if (q.used_shadow_ != q.used_published_) {
+        internal::store16(used + 2, q.used_shadow_, std::memory_order_release);
+        q.used_published_ = q.used_shadow_;
+      }
+      if (!broken) {
+        // Kick me when the driver publishes past what I have popped / kicks back on.
+        if (event_idx) {
+          internal::store16(used + 4 + 8u * size, q.last_avail_, std::memory_order_relaxed);
+        } else {
+          internal::store16(used, 0, std::memory_order_relaxed);
+        }
+      }
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (broken) break;
+      if (internal::load16(avail + 2, std::memory_order_relaxed) == q.last_avail_) break;
+    }
+    if (q.used_published_ == old) return done;
+    bool want;
+    if (event_idx) {
+      const std::uint16_t ev = internal::load16(avail + 4 + 2u * size, std::memory_order_relaxed);
+      want = internal::need_event(ev, q.used_published_, old);
+    } else {
+      want = (internal::load16(avail, std::memory_order_relaxed) & kAvailFNoInterrupt) == 0;
+    }
+    if (want) {
+      ++q.st_.interrupts;
+    } else {
+      ++q.st_.interrupts_suppressed;
+    }
+    *interrupt = want;
+    return done;
   }
 };
 
