@@ -292,14 +292,21 @@ class IOASID_API DriverQueue {
   std::byte* desc_ = nullptr;
   std::byte* avail_ = nullptr;
   std::byte* used_ = nullptr;
-  std::vector<std::uint16_t> next_free_;  // free list links (driver-private)
-  std::vector<std::uint16_t> chain_len_;  // descriptors per in-flight head (0: not in flight)
-  std::vector<std::uint16_t> chain_tail_;
+  // Driver-private bookkeeping per descriptor, in one array: the free-list link, and for an
+  // in-flight head its chain's length (0: not in flight) and last descriptor.
+  struct Slot {
+    std::uint16_t next_free = 0;
+    std::uint16_t chain_len = 0;
+    std::uint16_t chain_tail = 0;
+    std::uint16_t unused = 0;  // 8 bytes: an index is a shift
+  };
+  std::vector<Slot> slots_;
   std::uint16_t free_head_ = 0;
   std::uint32_t nfree_ = 0;
   std::uint16_t avail_shadow_ = 0;
   std::uint16_t avail_published_ = 0;
   std::uint16_t last_used_ = 0;
+  std::uint16_t used_seen_ = 0;  // the last used idx read (entries up to it not all reaped yet)
   std::uint64_t bad_used_ = 0;
 };
 

@@ -191,9 +191,7 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   std::byte *d = nullptr, *a = nullptr, *u = nullptr;
   if (!layout_valid(l) || !map_parts(mem, l, &d, &a, &u)) return fail(Errc::invalid_argument);
   try {
-    next_free_.assign(l.size, 0);
-    chain_len_.assign(l.size, 0);
-    chain_tail_.assign(l.size, 0);
+    slots_.assign(l.size, Slot{});
   } catch (const std::bad_alloc&) {
     return fail(Errc::no_memory);
   }
@@ -201,7 +199,7 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   std::memset(a, 0, avail_ring_bytes(l.size));
   std::memset(u, 0, used_ring_bytes(l.size));
   for (std::uint32_t i = 0; i < l.size; ++i) {
-    next_free_[i] = static_cast<std::uint16_t>((i + 1) & (l.size - 1u));
+    slots_[i].next_free = static_cast<std::uint16_t>((i + 1) & (l.size - 1u));
   }
   mem_ = &mem;
   l_ = l;
@@ -211,10 +209,28 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   used_ = u;
   free_head_ = 0;
   nfree_ = l.size;
-  avail_shadow_ = avail_published_ = last_used_ = 0;
+  avail_shadow_ = avail_published_ = last_used_ = used_seen_ = 0;
   bad_used_ = 0;
   return {};
 }
+
+namespace {
+
+// A descriptor {addr, len, flags, next}: two stores on little-endian hosts.
+void put_desc(std::byte* dp, std::uint64_t addr, std::uint32_t len, std::uint32_t flags,
+              std::uint32_t next) noexcept {
+  st<std::uint64_t>(dp, addr);
+  if constexpr (std::endian::native == std::endian::little) {
+    st<std::uint64_t>(dp + 8,
+                      std::uint64_t{len} | std::uint64_t{flags} << 32 | std::uint64_t{next} << 48);
+  } else {
+    st<std::uint32_t>(dp + 8, len);
+    st<std::uint16_t>(dp + 12, static_cast<std::uint16_t>(flags));
+    st<std::uint16_t>(dp + 14, static_cast<std::uint16_t>(next));
+  }
+}
+
+}  // namespace
 
 Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
   const std::size_t n = bufs.size();
@@ -226,38 +242,39 @@ Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out)
   }
   // Locals: the descriptor stores below may alias any member as far as the compiler knows.
   std::byte* const desc = desc_;
-  const std::uint16_t* const next_free = next_free_.data();
-  const std::uint16_t head = free_head_;
-  std::uint16_t cur = head;
-  for (std::size_t i = 0;; ++i) {
-    std::byte* const dp = desc + 16u * cur;
-    const std::uint64_t write = b[i].device_writable ? kDescFWrite : 0;
-    const std::uint16_t nxt = next_free[cur];
-    const bool more = i + 1 < n;
-    st<std::uint64_t>(dp, b[i].gpa);
-    const std::uint64_t len = b[i].len;
-    // len, flags, next: one store on little-endian hosts.
-    if constexpr (std::endian::native == std::endian::little) {
-      st<std::uint64_t>(dp + 8, more ? len | (write | kDescFNext) << 32 | std::uint64_t{nxt} << 48
-                                     : len | write << 32);
-    } else {
-      st<std::uint32_t>(dp + 8, static_cast<std::uint32_t>(len));
-      st<std::uint16_t>(dp + 12, static_cast<std::uint16_t>(write | (more ? kDescFNext : 0)));
-      st<std::uint16_t>(dp + 14, more ? nxt : 0);
+  Slot* const slots = slots_.data();
+  const std::uint32_t head = free_head_;
+  const auto flags = [](const Buffer& x) -> std::uint32_t {
+    return x.device_writable ? kDescFWrite : 0;
+  };
+  std::uint32_t last;
+  if (n == 2) {
+    // A request and its reply, as every virtio-iommu request is: straight-line.
+    last = slots[head].next_free;
+    put_desc(desc + 16u * head, b[0].gpa, b[0].len, flags(b[0]) | kDescFNext, last);
+    put_desc(desc + 16u * last, b[1].gpa, b[1].len, flags(b[1]), 0);
+  } else {
+    std::uint32_t cur = head;
+    for (std::size_t i = 0;; ++i) {
+      if (i + 1 == n) {
+        put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags(b[i]), 0);
+        break;
+      }
+      const std::uint32_t nxt = slots[cur].next_free;
+      put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags(b[i]) | kDescFNext, nxt);
+      cur = nxt;
     }
-    if (!more) {
-      free_head_ = nxt;
-      chain_tail_[head] = cur;
-      break;
-    }
-    cur = nxt;
+    last = cur;
   }
+  free_head_ = slots[last].next_free;
   nfree_ -= static_cast<std::uint32_t>(n);
-  chain_len_[head] = static_cast<std::uint16_t>(n);
+  slots[head].chain_len = static_cast<std::uint16_t>(n);
+  slots[head].chain_tail = static_cast<std::uint16_t>(last);
   const std::uint16_t shadow = avail_shadow_;
-  store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), head, std::memory_order_relaxed);
+  store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), static_cast<std::uint16_t>(head),
+          std::memory_order_relaxed);
   avail_shadow_ = static_cast<std::uint16_t>(shadow + 1);
-  *head_out = head;
+  *head_out = static_cast<std::uint16_t>(head);
   return Errc{};
 }
 
@@ -277,25 +294,33 @@ bool DriverQueue::publish() noexcept {
 
 bool DriverQueue::pop_used_raw(Used* out) noexcept {
   if (mem_ == nullptr) return false;
+  std::byte* const used = used_;
+  const std::uint32_t size = l_.size;
   for (;;) {
-    const std::uint16_t idx = load16(used_ + 2, std::memory_order_acquire);
-    if (idx == last_used_) return false;
+    const std::uint16_t last = last_used_;
+    // Read used.idx only when the entries seen last time are reaped (one acquire per batch).
+    if (used_seen_ == last) {
+      used_seen_ = load16(used + 2, std::memory_order_acquire);
+      if (used_seen_ == last) return false;
+    }
     // {id, len} in one load (each field read once).
-    const auto elem = ld<std::uint64_t>(used_ + 4 + 8u * (last_used_ & (l_.size - 1u)));
+    const auto elem = ld<std::uint64_t>(used + 4 + 8u * (last & (size - 1u)));
     const auto id = static_cast<std::uint32_t>(elem);
-    const auto len = static_cast<std::uint32_t>(elem >> 32);
-    ++last_used_;
-    if (event_idx_) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_relaxed);
-    if (id >= l_.size || chain_len_[id] == 0) {
+    const auto next = static_cast<std::uint16_t>(last + 1);
+    last_used_ = next;
+    if (event_idx_) store16(avail_ + 4 + 2u * size, next, std::memory_order_relaxed);
+    Slot* const slots = slots_.data();
+    if (id >= size || slots[id].chain_len == 0) {
       ++bad_used_;  // a device bug: never free what is not in flight
       continue;
     }
-    next_free_[chain_tail_[id]] = free_head_;
+    Slot& h = slots[id];
+    slots[h.chain_tail].next_free = free_head_;
     free_head_ = static_cast<std::uint16_t>(id);
-    nfree_ += chain_len_[id];
-    chain_len_[id] = 0;
+    nfree_ += h.chain_len;
+    h.chain_len = 0;
     out->id = static_cast<std::uint16_t>(id);
-    out->len = len;
+    out->len = static_cast<std::uint32_t>(elem >> 32);
     return true;
   }
 }

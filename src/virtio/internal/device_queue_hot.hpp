@@ -155,51 +155,81 @@ struct DeviceQueue::Hot {
   // The general walk: any chain, every check (virtqueue.cc).
   static bool walk_general(DeviceQueue& q, WalkState& s, Chain& out) noexcept;
 
-  // The common chain first: a direct device-readable descriptor (within max_readable) then one
-  // direct device-writable descriptor, both valid. Anything else goes on through walk_general()
-  // from the descriptor in hand.
-  static bool walk(DeviceQueue& q, std::uint16_t head, Chain& out) noexcept {
-    q.nwsegs_ = 0;
+  // The fast step of a walk: the common chain, a direct device-readable descriptor (within
+  // max_readable; its bytes copied to the readable scratch) then one direct device-writable
+  // descriptor, both valid (done: p1/len1 is the writable buffer). Otherwise it stops at the first
+  // descriptor it does not take (d0: the head, nothing consumed; d1: the second, the head's bytes
+  // gathered) and walk_general() continues from that descriptor, already read. Small and
+  // returned by value, so that inlined it lives in registers. head < size.
+  struct FastWalk {
+    enum class Stage : std::uint8_t { done, d0, d1 } stage;
+    RawDesc d;           // d0, d1: the descriptor to continue from
+    std::uint32_t len0;  // d1, done: bytes gathered from the head
+    std::uint32_t len1;  // done: the writable buffer's length
+    std::byte* p1;       // done: the writable buffer
+  };
+  static FastWalk walk_fast(DeviceQueue& q, std::uint16_t head) noexcept {
+    using Stage = FastWalk::Stage;
     const std::uint32_t size = q.l_.size;
-    if (head >= size) return q.fail(QueueFault::desc_index);
     std::byte* const desc = q.desc_;
     const RawDesc d0 = internal::read_desc(desc + 16u * head);
-    if (d0.flags == kDescFNext && d0.len != 0 && d0.len <= q.o_.max_readable && d0.next < size &&
-        size > 1) {
-      const std::byte* p0 = translate(q, d0.addr, d0.len);
-      if (p0 != nullptr) {
-        std::byte* const rscratch = q.rscratch_.data();
-        internal::copy_bytes(rscratch, p0, d0.len);
-        const RawDesc d1 = internal::read_desc(desc + 16u * d0.next);
-        if (d1.flags == kDescFWrite && d1.len != 0 &&
-            std::uint64_t{d0.len} + d1.len <= 0xFFFF'FFFFull) {
-          std::byte* p1 = translate(q, d1.addr, d1.len);
-          if (p1 != nullptr) {
-            q.wsegs_[0] = {p1, d1.len};
-            q.nwsegs_ = 1;
-            out.head = head;
-            out.oversized = false;
-            out.readable = std::span<const std::byte>(rscratch, d0.len);
-            out.writable_total = d1.len;
-            out.writable =
-                std::span<std::byte>(q.wscratch_.data(), std::min(d1.len, q.o_.max_writable));
-            return true;
-          }
-        }
-        WalkState s{.head = head,
-                    .table = desc,
-                    .table_n = size,
-                    .budget = size - 2u,
-                    .first = false,
-                    .rlen = d0.len,
-                    .total = d0.len,
-                    .d = d1};
-        return walk_general(q, s, out);
-      }
+    if (d0.flags != kDescFNext || d0.len == 0 || d0.len > q.o_.max_readable || d0.next >= size ||
+        size == 1) {
+      return {Stage::d0, d0, 0, 0, nullptr};
     }
-    WalkState s{
-        .head = head, .table = desc, .table_n = size, .budget = size - 1u, .first = true, .d = d0};
-    return walk_general(q, s, out);
+    const std::byte* p0 = translate(q, d0.addr, d0.len);
+    if (p0 == nullptr) return {Stage::d0, d0, 0, 0, nullptr};
+    internal::copy_bytes(q.rscratch_.data(), p0, d0.len);
+    const RawDesc d1 = internal::read_desc(desc + 16u * d0.next);
+    if (d1.flags != kDescFWrite || d1.len == 0 || std::uint64_t{d0.len} + d1.len > 0xFFFF'FFFFull) {
+      return {Stage::d1, d1, d0.len, 0, nullptr};
+    }
+    std::byte* p1 = translate(q, d1.addr, d1.len);
+    if (p1 == nullptr) return {Stage::d1, d1, d0.len, 0, nullptr};
+    return {Stage::done, d1, d0.len, d1.len, p1};
+  }
+  // Where walk_general() picks up after walk_fast() stopped.
+  static WalkState continue_from(DeviceQueue& q, std::uint16_t head, const FastWalk& f) noexcept {
+    if (f.stage == FastWalk::Stage::d0) {
+      return {.head = head,
+              .table = q.desc_,
+              .table_n = q.l_.size,
+              .budget = q.l_.size - 1u,
+              .first = true,
+              .d = f.d};
+    }
+    return {.head = head,
+            .table = q.desc_,
+            .table_n = q.l_.size,
+            .budget = q.l_.size - 2u,
+            .first = false,
+            .rlen = f.len0,
+            .total = f.len0,
+            .d = f.d};
+  }
+  // The chain walk_fast() took whole.
+  static Chain fast_chain(DeviceQueue& q, std::uint16_t head, const FastWalk& f) noexcept {
+    return {
+        .head = head,
+        .readable = std::span<const std::byte>(q.rscratch_.data(), f.len0),
+        .writable = std::span<std::byte>(q.wscratch_.data(), std::min(f.len1, q.o_.max_writable)),
+        .writable_total = f.len1,
+        .oversized = false};
+  }
+
+  // pop()'s walk: the chain's readable bytes gathered, its writable buffers in wsegs_.
+  static bool walk(DeviceQueue& q, std::uint16_t head, Chain& out) noexcept {
+    q.nwsegs_ = 0;
+    if (head >= q.l_.size) return q.fail(QueueFault::desc_index);
+    const FastWalk f = walk_fast(q, head);
+    if (f.stage != FastWalk::Stage::done) {
+      WalkState s = continue_from(q, head, f);
+      return walk_general(q, s, out);
+    }
+    q.wsegs_[0] = {f.p1, f.len1};
+    q.nwsegs_ = 1;
+    out = fast_chain(q, head, f);
+    return true;
   }
 
   static Pop pop(DeviceQueue& q, Chain& out) noexcept {
@@ -275,7 +305,6 @@ struct DeviceQueue::Hot {
     const std::uint32_t size = q.l_.size;
     std::uint16_t last = q.last_avail_, seen = q.avail_seen_, shadow = q.used_shadow_;
     std::uint32_t done = 0, oversized = 0;
-    Chain c;
     for (;;) {
       // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
       if (seen == last) seen = internal::load16(avail + 2, std::memory_order_acquire);
@@ -287,12 +316,28 @@ struct DeviceQueue::Hot {
       }
       const std::uint16_t head =
           internal::load16(avail + 4 + 2 * (last & (size - 1u)), std::memory_order_relaxed);
-      if (!walk(q, head, c)) break;
+      if (head >= size) {
+        q.fail(QueueFault::desc_index);
+        break;
+      }
+      const FastWalk f = walk_fast(q, head);
+      std::uint32_t written;
+      if (f.stage == FastWalk::Stage::done) {
+        // The common chain: its one writable buffer is in hand; written <= len1.
+        const Chain c = fast_chain(q, head, f);
+        written = static_cast<std::uint32_t>(std::min<std::size_t>(answer(c), c.writable.size()));
+        internal::copy_bytes(f.p1, c.writable.data(), written);
+      } else {
+        WalkState s = continue_from(q, head, f);
+        Chain c;
+        q.nwsegs_ = 0;
+        if (!walk_general(q, s, c)) break;
+        if (c.oversized) ++oversized;
+        written = static_cast<std::uint32_t>(std::min<std::size_t>(answer(c), c.writable.size()));
+        scatter(q, c, written);
+        q.nwsegs_ = 0;
+      }
       ++last;
-      if (c.oversized) ++oversized;
-      const auto written =
-          static_cast<std::uint32_t>(std::min<std::size_t>(answer(c), c.writable.size()));
-      scatter(q, c, written);
       internal::st_pair(used + 4 + 8 * (shadow & (size - 1u)), head, written);
       ++shadow;
       ++done;
