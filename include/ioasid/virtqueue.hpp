@@ -286,6 +286,8 @@ class IOASID_API DriverQueue {
   [[nodiscard]] std::uint64_t bad_used() const noexcept { return bad_used_; }
 
  private:
+  Errc add_any(std::span<const Buffer> bufs, std::uint16_t* head) noexcept;  // add_raw, any n
+  void added(std::uint32_t head, std::uint32_t last, std::uint32_t n) noexcept;
   const GuestMemory* mem_ = nullptr;
   VirtqueueLayout l_{};
   bool event_idx_ = false;

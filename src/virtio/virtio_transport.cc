@@ -203,11 +203,12 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
 // A request queue's chains through the model: DeviceQueue::Hot::serve (drain, publish, re-arm with
 // one fence per round), the per-chain path compiled in place. Under q.mu.
 std::size_t VirtioTransport::serve_requests(Queue& q, unsigned queue, bool* interrupt) noexcept {
+  // An oversized chain (more readable bytes than any request of the device) is answered with used
+  // length 0 without the model.
   std::size_t requests = 0;
-  const auto answer = [&](const DeviceQueue::Chain& c) -> std::size_t {
-    if (c.oversized) return 0;  // more readable bytes than any request of the device: not parsed
+  auto answer = [&](std::span<const std::byte> readable, std::span<std::byte> writable) {
     ++requests;
-    return dev_.handle_request(queue, c.readable, c.writable);
+    return dev_.handle_request(queue, readable, writable);
   };
   const std::size_t done = DeviceQueue::Hot::serve(q.q, answer, interrupt);
   if (requests != 0) q.requests.add_locked(requests);

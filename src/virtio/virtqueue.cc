@@ -232,7 +232,22 @@ void put_desc(std::byte* dp, std::uint64_t addr, std::uint32_t len, std::uint32_
 
 }  // namespace
 
+// A request and its reply, as every virtio-iommu request is: straight-line, the rest in add_any().
 Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
+  if (bufs.size() != 2 || mem_ == nullptr || nfree_ < 2) return add_any(bufs, head_out);
+  const Buffer* const b = bufs.data();
+  if (b[0].device_writable && !b[1].device_writable) return Errc::invalid_argument;
+  const std::uint32_t head = free_head_;
+  const std::uint32_t last = slots_[head].next_free;
+  put_desc(desc_ + 16u * head, b[0].gpa, b[0].len,
+           (b[0].device_writable ? kDescFWrite : 0) | kDescFNext, last);
+  put_desc(desc_ + 16u * last, b[1].gpa, b[1].len, b[1].device_writable ? kDescFWrite : 0, 0);
+  added(head, last, 2);
+  *head_out = static_cast<std::uint16_t>(head);
+  return Errc{};
+}
+
+Errc DriverQueue::add_any(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
   const std::size_t n = bufs.size();
   if (mem_ == nullptr || n == 0) return Errc::invalid_argument;
   if (n > nfree_) return Errc::exhausted;
@@ -242,40 +257,35 @@ Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out)
   }
   // Locals: the descriptor stores below may alias any member as far as the compiler knows.
   std::byte* const desc = desc_;
-  Slot* const slots = slots_.data();
+  const Slot* const slots = slots_.data();
   const std::uint32_t head = free_head_;
-  const auto flags = [](const Buffer& x) -> std::uint32_t {
-    return x.device_writable ? kDescFWrite : 0;
-  };
-  std::uint32_t last;
-  if (n == 2) {
-    // A request and its reply, as every virtio-iommu request is: straight-line.
-    last = slots[head].next_free;
-    put_desc(desc + 16u * head, b[0].gpa, b[0].len, flags(b[0]) | kDescFNext, last);
-    put_desc(desc + 16u * last, b[1].gpa, b[1].len, flags(b[1]), 0);
-  } else {
-    std::uint32_t cur = head;
-    for (std::size_t i = 0;; ++i) {
-      if (i + 1 == n) {
-        put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags(b[i]), 0);
-        break;
-      }
-      const std::uint32_t nxt = slots[cur].next_free;
-      put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags(b[i]) | kDescFNext, nxt);
-      cur = nxt;
+  std::uint32_t cur = head;
+  for (std::size_t i = 0;; ++i) {
+    const std::uint32_t flags = b[i].device_writable ? kDescFWrite : 0;
+    if (i + 1 == n) {
+      put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags, 0);
+      break;
     }
-    last = cur;
+    const std::uint32_t nxt = slots[cur].next_free;
+    put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags | kDescFNext, nxt);
+    cur = nxt;
   }
+  added(head, cur, static_cast<std::uint32_t>(n));
+  *head_out = static_cast<std::uint16_t>(head);
+  return Errc{};
+}
+
+// The bookkeeping of an added chain [head .. last] of n descriptors, and its avail slot.
+void DriverQueue::added(std::uint32_t head, std::uint32_t last, std::uint32_t n) noexcept {
+  Slot* const slots = slots_.data();
   free_head_ = slots[last].next_free;
-  nfree_ -= static_cast<std::uint32_t>(n);
+  nfree_ -= n;
   slots[head].chain_len = static_cast<std::uint16_t>(n);
   slots[head].chain_tail = static_cast<std::uint16_t>(last);
   const std::uint16_t shadow = avail_shadow_;
   store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), static_cast<std::uint16_t>(head),
           std::memory_order_relaxed);
   avail_shadow_ = static_cast<std::uint16_t>(shadow + 1);
-  *head_out = static_cast<std::uint16_t>(head);
-  return Errc{};
 }
 
 bool DriverQueue::publish() noexcept {

@@ -288,11 +288,12 @@ struct DeviceQueue::Hot {
     return true;
   }
 
-  // pop() and push() for every available chain: answer(chain) returns the used length (clamped
-  // to the writable scratch, as push() does). The ring indices stay in locals across the batch and
-  // the per-call state checks run once. Returns the chains completed; stops when the ring is empty
-  // or a chain breaks the transport (the fault is latched, as pop() would; completed chains stay
-  // pushed). Nothing is published.
+  // pop() and push() for every available chain: answer(readable, writable) returns the used
+  // length (clamped to the writable scratch, as push() does); a chain whose readable part exceeds
+  // max_readable (Chain::oversized) is not given to answer and gets used length 0. The ring indices
+  // stay in locals across the batch and the per-call state checks run once. Returns the chains
+  // completed; stops when the ring is empty or a chain breaks the transport (the fault is latched,
+  // as pop() would; completed chains stay pushed). Nothing is published.
   template <class Answer>
   static std::uint32_t drain(DeviceQueue& q, Answer& answer) noexcept {
     if (q.fault_ != QueueFault::none || q.mem_ == nullptr) return 0;
@@ -324,17 +325,23 @@ struct DeviceQueue::Hot {
       std::uint32_t written;
       if (f.stage == FastWalk::Stage::done) {
         // The common chain: its one writable buffer is in hand; written <= len1.
-        const Chain c = fast_chain(q, head, f);
-        written = static_cast<std::uint32_t>(std::min<std::size_t>(answer(c), c.writable.size()));
-        internal::copy_bytes(f.p1, c.writable.data(), written);
+        const std::span<std::byte> w(q.wscratch_.data(), std::min(f.len1, q.o_.max_writable));
+        written = static_cast<std::uint32_t>(std::min<std::size_t>(
+            answer(std::span<const std::byte>(q.rscratch_.data(), f.len0), w), w.size()));
+        internal::copy_bytes(f.p1, w.data(), written);
       } else {
         WalkState s = continue_from(q, head, f);
         Chain c;
         q.nwsegs_ = 0;
         if (!walk_general(q, s, c)) break;
-        if (c.oversized) ++oversized;
-        written = static_cast<std::uint32_t>(std::min<std::size_t>(answer(c), c.writable.size()));
-        scatter(q, c, written);
+        if (c.oversized) {
+          ++oversized;  // more readable bytes than max_readable: answered with used length 0
+          written = 0;
+        } else {
+          written = static_cast<std::uint32_t>(
+              std::min<std::size_t>(answer(c.readable, c.writable), c.writable.size()));
+          scatter(q, c, written);
+        }
         q.nwsegs_ = 0;
       }
       ++last;
@@ -363,7 +370,7 @@ struct DeviceQueue::Hot {
   // Returns the chains completed; *interrupt: whether the driver wants an interrupt. A broken
   // transport stops the service (the completed chains are still published).
   template <class Answer>
-  static std::uint32_t serve(DeviceQueue& q, Answer&& answer, bool* interrupt) noexcept {
+  static std::uint32_t serve(DeviceQueue& q, Answer& answer, bool* interrupt) noexcept {
     *interrupt = false;
     if (q.mem_ == nullptr) return 0;
     std::byte* const avail = q.avail_;
