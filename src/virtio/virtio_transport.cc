@@ -205,14 +205,13 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
 std::size_t VirtioTransport::serve_requests(Queue& q, unsigned queue, bool* interrupt) noexcept {
   // An oversized chain (more readable bytes than any request of the device) is answered with used
   // length 0 without the model.
-  std::size_t requests = 0;
   auto answer = [&](std::span<const std::byte> readable, std::span<std::byte> writable) {
-    ++requests;
     return dev_.handle_request(queue, readable, writable);
   };
-  const std::size_t done = DeviceQueue::Hot::serve(q.q, answer, interrupt);
-  if (requests != 0) q.requests.add_locked(requests);
-  if (done != requests) q.oversized.add_locked(done - requests);
+  std::uint32_t oversized = 0;
+  const std::size_t done = DeviceQueue::Hot::serve(q.q, answer, interrupt, &oversized);
+  if (done != oversized) q.requests.add_locked(done - oversized);
+  if (oversized != 0) q.oversized.add_locked(oversized);
   return done;
 }
 

@@ -237,12 +237,22 @@ Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out)
   if (bufs.size() != 2 || mem_ == nullptr || nfree_ < 2) return add_any(bufs, head_out);
   const Buffer* const b = bufs.data();
   if (b[0].device_writable && !b[1].device_writable) return Errc::invalid_argument;
+  std::byte* const desc = desc_;
+  Slot* const slots = slots_.data();
   const std::uint32_t head = free_head_;
-  const std::uint32_t last = slots_[head].next_free;
-  put_desc(desc_ + 16u * head, b[0].gpa, b[0].len,
+  const std::uint32_t last = slots[head].next_free;
+  put_desc(desc + 16u * head, b[0].gpa, b[0].len,
            (b[0].device_writable ? kDescFWrite : 0) | kDescFNext, last);
-  put_desc(desc_ + 16u * last, b[1].gpa, b[1].len, b[1].device_writable ? kDescFWrite : 0, 0);
-  added(head, last, 2);
+  put_desc(desc + 16u * last, b[1].gpa, b[1].len, b[1].device_writable ? kDescFWrite : 0, 0);
+  // added(head, last, 2), in line.
+  free_head_ = slots[last].next_free;
+  nfree_ -= 2;
+  slots[head].chain_len = 2;
+  slots[head].chain_tail = static_cast<std::uint16_t>(last);
+  const std::uint16_t shadow = avail_shadow_;
+  store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), static_cast<std::uint16_t>(head),
+          std::memory_order_relaxed);
+  avail_shadow_ = static_cast<std::uint16_t>(shadow + 1);
   *head_out = static_cast<std::uint16_t>(head);
   return Errc{};
 }

@@ -148,10 +148,24 @@ struct DeviceQueue::Hot {
     const GuestRegion& r = q.last_region_;
     // off wraps to above size when gpa < r.gpa (a region never wraps 2^64).
     const std::uint64_t off = gpa - r.gpa;
-    if (off < r.size && len <= r.size - off) return r.host + off;
+    if (off < r.size && len <= r.size - off) [[likely]] {
+      return r.host + off;
+    }
     return translate_miss(q, gpa, len);
   }
   static std::byte* translate_miss(DeviceQueue& q, std::uint64_t gpa, std::uint64_t len) noexcept;
+  // translate() as a test: *out is the host pointer when true (a hit needs no null check).
+  static bool translate_to(DeviceQueue& q, std::uint64_t gpa, std::uint64_t len,
+                           std::byte** out) noexcept {
+    const GuestRegion& r = q.last_region_;
+    const std::uint64_t off = gpa - r.gpa;
+    if (off < r.size && len <= r.size - off) [[likely]] {
+      *out = r.host + off;
+      return true;
+    }
+    *out = translate_miss(q, gpa, len);
+    return *out != nullptr;
+  }
   // The general walk: any chain, every check (virtqueue.cc).
   static bool walk_general(DeviceQueue& q, WalkState& s, Chain& out) noexcept;
 
@@ -168,7 +182,7 @@ struct DeviceQueue::Hot {
     std::uint32_t len1;  // done: the writable buffer's length
     std::byte* p1;       // done: the writable buffer
   };
-  static FastWalk walk_fast(DeviceQueue& q, std::uint16_t head) noexcept {
+  static FastWalk walk_fast(DeviceQueue& q, std::uint32_t head) noexcept {
     using Stage = FastWalk::Stage;
     const std::uint32_t size = q.l_.size;
     std::byte* const desc = q.desc_;
@@ -177,28 +191,28 @@ struct DeviceQueue::Hot {
         size == 1) {
       return {Stage::d0, d0, 0, 0, nullptr};
     }
-    const std::byte* p0 = translate(q, d0.addr, d0.len);
-    if (p0 == nullptr) return {Stage::d0, d0, 0, 0, nullptr};
+    std::byte* p0;
+    if (!translate_to(q, d0.addr, d0.len, &p0)) return {Stage::d0, d0, 0, 0, nullptr};
     internal::copy_bytes(q.rscratch_.data(), p0, d0.len);
     const RawDesc d1 = internal::read_desc(desc + 16u * d0.next);
     if (d1.flags != kDescFWrite || d1.len == 0 || std::uint64_t{d0.len} + d1.len > 0xFFFF'FFFFull) {
       return {Stage::d1, d1, d0.len, 0, nullptr};
     }
-    std::byte* p1 = translate(q, d1.addr, d1.len);
-    if (p1 == nullptr) return {Stage::d1, d1, d0.len, 0, nullptr};
+    std::byte* p1;
+    if (!translate_to(q, d1.addr, d1.len, &p1)) return {Stage::d1, d1, d0.len, 0, nullptr};
     return {Stage::done, d1, d0.len, d1.len, p1};
   }
   // Where walk_general() picks up after walk_fast() stopped.
-  static WalkState continue_from(DeviceQueue& q, std::uint16_t head, const FastWalk& f) noexcept {
+  static WalkState continue_from(DeviceQueue& q, std::uint32_t head, const FastWalk& f) noexcept {
     if (f.stage == FastWalk::Stage::d0) {
-      return {.head = head,
+      return {.head = static_cast<std::uint16_t>(head),
               .table = q.desc_,
               .table_n = q.l_.size,
               .budget = q.l_.size - 1u,
               .first = true,
               .d = f.d};
     }
-    return {.head = head,
+    return {.head = static_cast<std::uint16_t>(head),
             .table = q.desc_,
             .table_n = q.l_.size,
             .budget = q.l_.size - 2u,
@@ -295,7 +309,8 @@ struct DeviceQueue::Hot {
   // completed; stops when the ring is empty or a chain breaks the transport (the fault is latched,
   // as pop() would; completed chains stay pushed). Nothing is published.
   template <class Answer>
-  static std::uint32_t drain(DeviceQueue& q, Answer& answer) noexcept {
+  [[gnu::always_inline]] static std::uint32_t drain(DeviceQueue& q, Answer& answer,
+                                                    std::uint32_t* n_oversized) noexcept {
     if (q.fault_ != QueueFault::none || q.mem_ == nullptr) return 0;
     if (q.popped_) {  // a chain popped and never pushed, as pop() reports it
       q.fail(QueueFault::used_overflow);
@@ -305,17 +320,24 @@ struct DeviceQueue::Hot {
     std::byte* const used = q.used_;
     const std::uint32_t size = q.l_.size;
     std::uint16_t last = q.last_avail_, seen = q.avail_seen_, shadow = q.used_shadow_;
+    if (static_cast<std::uint16_t>(seen - last) > size) {  // as pop() checks a value it kept
+      q.fail(QueueFault::avail_idx_jump);
+      return 0;
+    }
     std::uint32_t done = 0, oversized = 0;
     for (;;) {
       // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
-      if (seen == last) seen = internal::load16(avail + 2, std::memory_order_acquire);
-      const auto n = static_cast<std::uint16_t>(seen - last);
-      if (n == 0) break;
-      if (n > size) {
-        q.fail(QueueFault::avail_idx_jump);
-        break;
+      // The count of chains to pop only shrinks between two reads, so the avail_idx_jump check
+      // (more than size ahead) needs to run only on a fresh value.
+      if (seen == last) {
+        seen = internal::load16(avail + 2, std::memory_order_acquire);
+        if (seen == last) break;
+        if (static_cast<std::uint16_t>(seen - last) > size) {
+          q.fail(QueueFault::avail_idx_jump);
+          break;
+        }
       }
-      const std::uint16_t head =
+      const std::uint32_t head =
           internal::load16(avail + 4 + 2 * (last & (size - 1u)), std::memory_order_relaxed);
       if (head >= size) {
         q.fail(QueueFault::desc_index);
@@ -345,7 +367,7 @@ struct DeviceQueue::Hot {
         q.nwsegs_ = 0;
       }
       ++last;
-      internal::st_pair(used + 4 + 8 * (shadow & (size - 1u)), head, written);
+      internal::st_pair(used + 4 + 8 * (shadow & (size - 1u)), head, written);  // {id, len}
       ++shadow;
       ++done;
     }
@@ -355,6 +377,7 @@ struct DeviceQueue::Hot {
     q.st_.chains += done;
     q.st_.used += done;
     q.st_.oversized += oversized;
+    *n_oversized += oversized;
     return done;
   }
 
@@ -367,10 +390,12 @@ struct DeviceQueue::Hot {
   // seq_cst and loads ours seq_cst, which a seq_cst fence between our store and our load pairs
   // with. Entries are visible from the round that completed them; the interrupt decision covers
   // every entry of the call (need_event over [used idx at entry, final used idx)).
-  // Returns the chains completed; *interrupt: whether the driver wants an interrupt. A broken
-  // transport stops the service (the completed chains are still published).
+  // Returns the chains completed (*oversized of them answered without answer(), see drain());
+  // *interrupt: whether the driver wants an interrupt. A broken transport stops the service (the
+  // completed chains are still published).
   template <class Answer>
-  static std::uint32_t serve(DeviceQueue& q, Answer& answer, bool* interrupt) noexcept {
+  [[gnu::always_inline]] static std::uint32_t serve(DeviceQueue& q, Answer& answer, bool* interrupt,
+                                                    std::uint32_t* oversized) noexcept {
     *interrupt = false;
     if (q.mem_ == nullptr) return 0;
     std::byte* const avail = q.avail_;
@@ -383,7 +408,7 @@ struct DeviceQueue::Hot {
     const std::uint16_t old = q.used_published_;
     std::uint32_t done = 0;
     for (;;) {
-      done += drain(q, answer);
+      done += drain(q, answer, oversized);
       const bool broken = q.fault_ != QueueFault::none;
       if (q.used_shadow_ != q.used_published_) {
         internal::store16(used + 2, q.used_shadow_, std::memory_order_release);
