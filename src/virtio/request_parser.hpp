@@ -215,6 +215,23 @@ struct EncodedRequest {
 // returned under features f.
 [[nodiscard]] EncodedRequest encode_request(const Request& r) noexcept;
 
+// The readable parts of ALLOC_PASID and FREE_PASID as encode_request writes them, without the
+// variant: the guest driver's hot pair.
+[[nodiscard]] inline std::array<std::byte, 8> encode_alloc_pasid_request(
+    std::uint32_t max_pasid) noexcept {
+  std::array<std::byte, 8> b{};
+  b[0] = std::byte{vi::to_u8(vi::ReqType::alloc_pasid)};
+  for (int i = 0; i < 4; ++i) b[4 + i] = static_cast<std::byte>(max_pasid >> (8 * i));
+  return b;
+}
+[[nodiscard]] inline std::array<std::byte, 12> encode_free_pasid_request(
+    std::uint32_t pasid) noexcept {
+  std::array<std::byte, 12> b{};
+  b[0] = std::byte{vi::to_u8(vi::ReqType::free_pasid)};
+  for (int i = 0; i < 4; ++i) b[8 + i] = static_cast<std::byte>(pasid >> (8 * i));
+  return b;
+}
+
 // Writes a tail {status, reserved = 0} at out[0, 4). Returns false (nothing written) if out is
 // shorter than 4 bytes. Inline, one 4-byte store: every request writes one.
 [[nodiscard]] inline bool encode_tail(std::span<std::byte> out, vi::Status status) noexcept {

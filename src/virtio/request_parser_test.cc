@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <limits>
@@ -648,6 +649,17 @@ TEST(PasidFastParse, LeavesEverythingElseToParseRequest) {
     if (s.name != std::string_view("alloc_pasid") && s.name != std::string_view("free_pasid")) {
       other(s.bytes, kAll);
     }
+  }
+}
+
+TEST(RequestEncoders, HotPairMatchesEncodeRequest) {
+  for (std::uint32_t v : {0u, 1u, 0x12345u, 0xFFFFFu, 0xFFFFFFFFu}) {
+    const auto a = encode_alloc_pasid_request(v);
+    const EncodedRequest ea = encode_request(AllocPasidRequest{v});
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), ea.span().begin(), ea.span().end())) << v;
+    const auto f = encode_free_pasid_request(v);
+    const EncodedRequest ef = encode_request(FreePasidRequest{v});
+    EXPECT_TRUE(std::equal(f.begin(), f.end(), ef.span().begin(), ef.span().end())) << v;
   }
 }
 

@@ -171,10 +171,10 @@ void ref_complete(const GuestMemory& m, const VirtqueueLayout& l, const RefChain
                   std::uint16_t used_idx, std::span<const std::byte> reply) {
   std::size_t off = 0;
   for (const auto& [p, len] : c.wsegs) {
+    if (off == reply.size()) break;
     const std::size_t n = std::min<std::size_t>(len, reply.size() - off);
     std::memcpy(p, reply.data() + off, n);
     off += n;
-    if (off == reply.size()) break;
   }
   const std::uint32_t elem[2] = {c.head, static_cast<std::uint32_t>(reply.size())};
   std::memcpy(m.translate(l.used + 4 + 8u * (used_idx & (l.size - 1u)), 8), elem, 8);
