@@ -67,7 +67,7 @@ inline void st_pair(std::byte* p, std::uint32_t lo, std::uint32_t hi) noexcept {
 
 // memcpy of a guest buffer: requests are a few bytes (virtio-iommu's largest is PROBE, 72), where a
 // libc call costs more than the copy. Overlapping loads and stores of 4, 8, 16 or 32 bytes cover
-// every length from 4 to 64; never touches a byte outside [0, n) of either side.
+// every length from 4 to 64; never touches a byte outside [0, n) of either side (n = 0: none).
 template <std::size_t W>
 inline void copy_ends(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
   unsigned char a[W], b[W];
@@ -85,7 +85,7 @@ inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noex
     copy_ends<16>(dst, src, n);
   } else if (n > 32 && n <= 64) {
     copy_ends<32>(dst, src, n);
-  } else {
+  } else if (n != 0) {  // an empty scratch's data() may be null, which memcpy must not see
     std::memcpy(dst, src, n);
   }
 }
