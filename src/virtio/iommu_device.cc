@@ -11,6 +11,8 @@
 // device as it was (ATTACH allocates the new domain / endpoint record before detaching).
 #include "ioasid/virtio_iommu_device.hpp"
 
+#include "ioasid/virtio_iommu_transport.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdarg>
@@ -665,6 +667,14 @@ std::size_t IommuDevice::Impl::handle_general(std::span<const std::byte> readabl
   if (const auto* f = std::get_if<FreePasidRequest>(&*r)) return d.free_pasid(*f, writable, feats);
   if (const auto* p = std::get_if<ProbeRequest>(&*r)) return d.probe(*p, writable);
   return d.locked_request(*r, type, writable, feats);
+}
+
+// The request queue of IommuDeviceModel (virtio_iommu_transport.hpp): here, so that the hot pair
+// of IommuDevice::handle_request compiles into the model's virtual function.
+std::size_t IommuDeviceModel::handle_request(unsigned queue, std::span<const std::byte> readable,
+                                             std::span<std::byte> writable) noexcept {
+  if (queue != wire::virtio_iommu::kRequestQueue) return 0;
+  return dev_.handle_request(readable, writable);
 }
 
 Result<Translation> IommuDevice::translate(std::uint32_t endpoint, std::uint64_t iova,

@@ -319,12 +319,16 @@ struct DeviceQueue::Hot {
     std::byte* const avail = q.avail_;
     std::byte* const used = q.used_;
     const std::uint32_t size = q.l_.size;
-    std::uint16_t last = q.last_avail_, seen = q.avail_seen_, shadow = q.used_shadow_;
+    const std::uint16_t first = q.last_avail_;
+    std::uint16_t last = first, seen = q.avail_seen_;
+    // Every completed chain moves the avail and the used index on by one: the used slot of the
+    // chain at `last` is last + delta.
+    const auto delta = static_cast<std::uint16_t>(q.used_shadow_ - first);
     if (static_cast<std::uint16_t>(seen - last) > size) {  // as pop() checks a value it kept
       q.fail(QueueFault::avail_idx_jump);
       return 0;
     }
-    std::uint32_t done = 0, oversized = 0;
+    std::uint32_t done = 0, oversized = 0;  // done: more than 2^16 if the driver keeps adding
     for (;;) {
       // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
       // The count of chains to pop only shrinks between two reads, so the avail_idx_jump check
@@ -366,14 +370,14 @@ struct DeviceQueue::Hot {
         }
         q.nwsegs_ = 0;
       }
+      // {id, len}
+      internal::st_pair(used + 4 + 8 * ((last + delta) & (size - 1u)), head, written);
       ++last;
-      internal::st_pair(used + 4 + 8 * (shadow & (size - 1u)), head, written);  // {id, len}
-      ++shadow;
       ++done;
     }
     q.last_avail_ = last;
     q.avail_seen_ = seen;
-    q.used_shadow_ = shadow;
+    q.used_shadow_ = static_cast<std::uint16_t>(last + delta);
     q.st_.chains += done;
     q.st_.used += done;
     q.st_.oversized += oversized;
