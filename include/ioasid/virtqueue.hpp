@@ -230,6 +230,9 @@ class IOASID_API DeviceQueue {
   std::size_t nwsegs_ = 0;
   std::vector<std::byte> rscratch_, wscratch_;
   GuestRegion last_region_{};  // a copy of the region the last translation hit (size 0: none)
+  // The walk's fast path bounds (setup): min(max_readable, 2^32 - 2), and size (0 when size is 1:
+  // a chain of two descriptors cannot fit).
+  std::uint32_t fast_rmax_ = 0, fast_size_ = 0;
   DeviceQueueStats st_;
 };
 

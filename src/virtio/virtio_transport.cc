@@ -205,8 +205,9 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
 std::size_t VirtioTransport::serve_requests(Queue& q, unsigned queue, bool* interrupt) noexcept {
   // An oversized chain (more readable bytes than any request of the device) is answered with used
   // length 0 without the model.
-  auto answer = [&](std::span<const std::byte> readable, std::span<std::byte> writable) {
-    return dev_.handle_request(queue, readable, writable);
+  auto answer = [dev = &dev_, queue](std::span<const std::byte> readable,
+                                     std::span<std::byte> writable) {
+    return dev->handle_request(queue, readable, writable);
   };
   std::uint32_t oversized = 0;
   const std::size_t done = DeviceQueue::Hot::serve(q.q, answer, interrupt, &oversized);

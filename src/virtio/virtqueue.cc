@@ -108,6 +108,8 @@ Result<void> DeviceQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   avail_ = a;
   used_ = u;
   last_region_ = {};
+  fast_rmax_ = std::min<std::uint32_t>(o.max_readable, 0xFFFF'FFFEu);
+  fast_size_ = l.size > 1 ? l.size : 0;
   // The device starts from whatever the rings say now (zero after a driver's setup).
   last_avail_ = avail_seen_ = 0;
   used_shadow_ = used_published_ = 0;

@@ -154,12 +154,16 @@ struct DeviceQueue::Hot {
     return translate_miss(q, gpa, len);
   }
   static std::byte* translate_miss(DeviceQueue& q, std::uint64_t gpa, std::uint64_t len) noexcept;
-  // translate() as a test: *out is the host pointer when true (a hit needs no null check).
-  static bool translate_to(DeviceQueue& q, std::uint64_t gpa, std::uint64_t len,
+  // translate() as a test, for a length of at least 1: *out is the host pointer when true (a hit
+  // needs no null check). With len >= 1, "off < size and len <= size - off" is "off + len <= size
+  // without a carry" (a gpa below the region wraps off to above 2^64 - 2^32, and off + len
+  // carries or stays above size).
+  static bool translate_to(DeviceQueue& q, std::uint64_t gpa, std::uint32_t len,
                            std::byte** out) noexcept {
     const GuestRegion& r = q.last_region_;
     const std::uint64_t off = gpa - r.gpa;
-    if (off < r.size && len <= r.size - off) [[likely]] {
+    std::uint64_t end;
+    if (!__builtin_add_overflow(off, std::uint64_t{len}, &end) && end <= r.size) [[likely]] {
       *out = r.host + off;
       return true;
     }
@@ -184,18 +188,20 @@ struct DeviceQueue::Hot {
   };
   static FastWalk walk_fast(DeviceQueue& q, std::uint32_t head) noexcept {
     using Stage = FastWalk::Stage;
-    const std::uint32_t size = q.l_.size;
     std::byte* const desc = q.desc_;
     const RawDesc d0 = internal::read_desc(desc + 16u * head);
-    if (d0.flags != kDescFNext || d0.len == 0 || d0.len > q.o_.max_readable || d0.next >= size ||
-        size == 1) {
+    // len in [1, max_readable]: len - 1 < fast_rmax_ (min(max_readable, 2^32 - 2)); next < size
+    // with size > 1 (a second descriptor within the budget): next < fast_size_ (0 when size is 1).
+    if (d0.flags != kDescFNext || d0.len - 1u >= q.fast_rmax_ || d0.next >= q.fast_size_) {
       return {Stage::d0, d0, 0, 0, nullptr};
     }
     std::byte* p0;
     if (!translate_to(q, d0.addr, d0.len, &p0)) return {Stage::d0, d0, 0, 0, nullptr};
     internal::copy_bytes(q.rscratch_.data(), p0, d0.len);
     const RawDesc d1 = internal::read_desc(desc + 16u * d0.next);
-    if (d1.flags != kDescFWrite || d1.len == 0 || std::uint64_t{d0.len} + d1.len > 0xFFFF'FFFFull) {
+    // len >= 1 and len0 + len <= 2^32 - 1: len - 1 (wrapping 0 to 2^32 - 1) <= 2^32 - 2 - len0
+    // (len0 is in [1, 2^32 - 2]).
+    if (d1.flags != kDescFWrite || d1.len - 1u > 0xFFFF'FFFEu - d0.len) {
       return {Stage::d1, d1, d0.len, 0, nullptr};
     }
     std::byte* p1;
