@@ -159,8 +159,9 @@ class IOASID_API VirtioTransport final : public VirtioDriverPort {
   bool write_config(std::uint32_t offset, std::span<const std::byte> in) noexcept;
 
   // ---- the device's side ----
-  // Processes queue: drains a request queue (one handle_request per chain, one publish per
-  // drain) or fills event buffers while the model has events. Returns the chains completed.
+  // Processes queue: drains a request queue (one handle_request per chain; used idx published
+  // once per pass over the ring, normally once per call, and at most one interrupt) or fills event
+  // buffers while the model has events. Returns the chains completed.
   // Does nothing unless DRIVER_OK is set, FAILED is not and the queue is enabled and unbroken.
   std::size_t process_queue(unsigned queue) noexcept;
   // Processes every queue with a recorded kick or event (deferred mode). Returns the chains.

@@ -38,6 +38,10 @@
 // process mapping the same memory. The flag and event words used for notification suppression
 // are ordered as virtio 1.2 §2.7.7 and §2.7.10 require: each side stores its idx (or its
 // suppression word) seq_cst and then loads the other side's word seq_cst (a store-load barrier).
+// The transport's request-queue service (VirtioTransport, through the internal
+// src/virtio/internal/device_queue_hot.hpp) stores used idx (release) and its re-armed kick word,
+// then issues one seq_cst fence before it loads avail idx and the driver's suppression word: the
+// same store-load order for both pairs, one barrier instead of two.
 //
 // Thread-safety: one DeviceQueue / DriverQueue is used by one thread at a time (the transport
 // holds a per-queue lock). At most one chain is between pop() and push() at a time.
