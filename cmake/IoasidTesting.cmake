@@ -1,13 +1,14 @@
-# ioasid_add_test(NAME SOURCES... [LABELS labels...] [LIBS libs...])
+# ioasid_add_test(NAME SOURCES... [LABELS labels...] [LIBS libs...] [RUN_SERIAL])
 # A GoogleTest executable registered with ctest. Sources that do not exist yet are skipped, so a
 # test can be declared before it is written. Labels: "concurrency" tests also run under TSan (the
 # umbrella target concurrency_tests builds just them); "slow" tests have a bounded default size
-# (see the README for the long variants).
+# (see the README for the long variants). RUN_SERIAL: its tests run alone, never beside another
+# (a load generator that saturates every CPU would starve the timing-bounded waits of the rest).
 if(NOT TARGET concurrency_tests)
   add_custom_target(concurrency_tests)
 endif()
 function(ioasid_add_test name)
-  cmake_parse_arguments(T "" "" "SOURCES;LABELS;LIBS" ${ARGN})
+  cmake_parse_arguments(T "RUN_SERIAL" "" "SOURCES;LABELS;LIBS" ${ARGN})
   set(sources "")
   foreach(src IN LISTS T_SOURCES)
     if(EXISTS ${PROJECT_SOURCE_DIR}/${src})
@@ -20,7 +21,12 @@ function(ioasid_add_test name)
   add_executable(${name} ${sources})
   target_link_libraries(${name} PRIVATE ioasid_static GTest::gtest GTest::gtest_main GTest::gmock
                         ioasid_warnings ${T_LIBS})
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${T_LABELS}")
+  set(serial FALSE)
+  if(T_RUN_SERIAL)
+    set(serial TRUE)
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${T_LABELS}"
+                       RUN_SERIAL ${serial})
   if("concurrency" IN_LIST T_LABELS)
     add_dependencies(concurrency_tests ${name})
   endif()

@@ -11,8 +11,9 @@ packages=(
   # libraries
   libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev liburcu-dev
   libfmt-dev libcli11-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libsystemd-dev
-  # tools used by the test suite
-  procps
+  # tools used by the test suite (systemd: systemd-analyze verify, systemd-socket-activate and
+  # systemd-sysusers --dry-run check the units in dist/systemd; none needs systemd as PID 1)
+  procps systemd
 )
 
 as_root=()

@@ -107,9 +107,45 @@ struct DaemonStats {
   std::uint64_t journal_commit_ns = 0;
 };
 
+// The daemon's identity and configuration (STATUS), and what its HELLO said on this connection.
+struct DaemonStatus {
+  std::uint32_t daemon_version = 0;  // (major << 16) | (minor << 8) | patch, as IOASID_VERSION
+  std::uint32_t pid = 0;
+  std::uint64_t started_ms = 0;  // CLOCK_REALTIME, milliseconds since the epoch
+  unsigned id_bits = 0;
+  bool durable = true;  // false: started with --no-sync
+  std::uint32_t grace_seconds = 0;
+  std::uint32_t max_sessions_per_client = 0;
+  std::uint32_t max_clients = 0;
+  std::uint64_t max_output = 0;
+  // HELLO
+  std::uint32_t protocol_version = 0;
+  std::uint64_t features = 0;  // negotiated feature bits (docs/protocol.md §3)
+  std::uint32_t max_in_flight = 0;
+  std::uint32_t max_payload = 0;
+};
+
+// One PASID of any VM, with its owner.
+struct DaemonIdInfo {
+  std::uint64_t vm_token = 0;
+  IdInfo info{};
+};
+
+struct AdminOptions {
+  std::string socket_path;
+  std::chrono::milliseconds timeout{0};  // per call (open() included); 0: none
+  // false: open() fails at once when the socket cannot be connected to (io_error: nothing listens
+  // there; permission_denied: the socket's mode refuses these credentials) instead of retrying
+  // with backoff until the timeout. Later calls still reconnect.
+  bool wait_for_daemon = true;
+};
+
 // Administration (the policy must make the caller an admin, else permission_denied).
 class IOASID_API DaemonAdmin {
  public:
+  // Connects and negotiates every feature. Returns: invalid_argument (empty path), timed_out,
+  // io_error and permission_denied (without wait_for_daemon, see AdminOptions), no_memory.
+  static Result<std::unique_ptr<DaemonAdmin>> open(const AdminOptions& options) noexcept;
   static Result<std::unique_ptr<DaemonAdmin>> open(const std::string& socket_path,
                                                    std::chrono::milliseconds timeout = {}) noexcept;
   ~DaemonAdmin();
@@ -121,6 +157,10 @@ class IOASID_API DaemonAdmin {
   // Returns: not_found, invalid_argument (0 or below the count), exhausted, busy.
   Result<void> set_quota(std::uint64_t vm_token, std::uint32_t quota) noexcept;
   Result<DaemonStats> stats() noexcept;
+  Result<DaemonStatus> status() noexcept;
+  // Any live PASID and its owner VM. Returns: not_found (not allocated), out_of_range (outside
+  // the space).
+  Result<DaemonIdInfo> query_id(Id id) noexcept;
 
   explicit DaemonAdmin(std::unique_ptr<client_detail::Channel> channel) noexcept;
 

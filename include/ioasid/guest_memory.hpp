@@ -84,10 +84,13 @@ class IOASID_API GuestMemory {
 // unmapping happen in the destructor.
 class IOASID_API MemfdRegion {
  public:
-  // Creates a memfd of size bytes (rounded up to the page size) and maps it.
-  // Returns: invalid_argument (size 0), io_error (memfd_create, ftruncate or mmap failed).
+  // Creates a memfd of size bytes (rounded up to the page size), sealed against shrinking (so no
+  // process it is shared with can truncate it under a mapping), and maps it.
+  // Returns: invalid_argument (size 0), io_error (memfd_create, ftruncate, sealing or mmap failed).
   static Result<MemfdRegion> create(std::uint64_t size, const char* name = "ioasid-guest");
-  // Maps an existing memfd (dups fd; the caller keeps its own). Returns: io_error.
+  // Maps an existing memfd (dups fd; the caller keeps its own). Returns: invalid_argument (size 0,
+  // or the file is shorter than size: accesses past its end would raise SIGBUS), io_error (dup,
+  // fstat or mmap failed).
   static Result<MemfdRegion> map(int fd, std::uint64_t size);
 
   MemfdRegion(MemfdRegion&& o) noexcept;

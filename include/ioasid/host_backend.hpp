@@ -12,7 +12,9 @@
 // exactly like an ID that does not exist. Ranges are inclusive, [min, max]. Besides the errors
 // each call lists, a remote implementation may return timed_out (its per-call timeout expired; the
 // request may or may not have run) and io_error (the host could not be reached); the ioasidd
-// client returns not_found for every call once its session is gone (client.hpp).
+// client returns not_found for every call once its session is gone (client.hpp). LocalBackend
+// returns not_found for every call once its set is destroyed, and would_deadlock when called from
+// one of its space's callbacks (allocator ops, notifiers, the log sink).
 //
 // Thread-safety: every implementation is safe to call from several threads at once.
 #pragma once

@@ -75,6 +75,10 @@ constexpr TypeInfo kTypes[] = {
     {MsgType::set_quota, "set_quota", sizeof(bw::SetQuotaReq), true, false, kAdmin, kNoBody, kHead},
     {MsgType::stats, "stats", 0, false, false, kAdmin, body_index<StatsReply>(),
      kHead + sizeof(bw::StatsReply)},
+    {MsgType::status, "status", 0, false, false, kAdmin, body_index<StatusReply>(),
+     kHead + sizeof(bw::StatusReply)},
+    {MsgType::query_id, "query_id", sizeof(bw::IdReq), false, false, kAdmin,
+     body_index<QueryIdReply>(), kHead + sizeof(bw::QueryIdReply)},
 };
 static_assert(std::size(kTypes) == std::variant_size_v<Request>, "one row per request");
 
@@ -238,6 +242,13 @@ Decoded<Request> decode_payload(MsgType type, std::span<const std::byte> p) noex
     }
     case MsgType::stats:
       return StatsRequest{};
+    case MsgType::status:
+      return StatusRequest{};
+    case MsgType::query_id: {
+      const auto w = load<bw::IdReq>(p);
+      if (!zero(w.reserved)) return reject(Reason::reserved_nonzero);
+      return QueryIdRequest{w.id.load()};
+    }
   }
   return reject(Reason::unknown_type, Errc::unsupported);  // unreachable: info() knew the type
 }
@@ -378,6 +389,29 @@ Decoded<ReplyBody> decode_body(MsgType type, std::span<const std::byte> b) noexc
                   w.journal_commits.load(), w.journal_commit_ns.load()};
       return r;
     }
+    case MsgType::status: {
+      const auto w = load<bw::StatusReply>(b);
+      if (!zero(w.reserved)) return close_conn(Reason::reserved_nonzero);
+      const std::uint32_t flags = w.flags.load();
+      if ((flags & ~bw::kStatusFMask) != 0) return close_conn(Reason::unknown_flags);
+      StatusReply r;
+      r.daemon_version = w.daemon_version.load();
+      r.pid = w.pid.load();
+      r.started_ms = w.started_ms.load();
+      r.id_bits = w.id_bits.load();
+      r.no_sync = (flags & bw::kStatusFNoSync) != 0;
+      r.grace_seconds = w.grace_seconds.load();
+      r.max_sessions_per_client = w.max_sessions_per_client.load();
+      r.max_clients = w.max_clients.load();
+      r.max_output = w.max_output.load();
+      if (r.id_bits == 0 || r.id_bits > 32) return close_conn(Reason::invalid_value);
+      return r;
+    }
+    case MsgType::query_id: {
+      const auto w = load<bw::QueryIdReply>(b);
+      if (!valid_entry(w.entry)) return close_conn(Reason::invalid_value);
+      return QueryIdReply{w.vm_token.load(), from_wire(w.entry)};
+    }
     case MsgType::close_session:
     case MsgType::free:
     case MsgType::get:
@@ -442,6 +476,23 @@ void put_body(std::span<std::byte> out, std::size_t at, const ReplyBody& body) n
           put_at(out, at, h);
           const auto bytes = r.ids.bytes();
           if (!bytes.empty()) std::memcpy(out.data() + at + sizeof(h), bytes.data(), bytes.size());
+        } else if constexpr (std::is_same_v<T, StatusReply>) {
+          bw::StatusReply w{};
+          w.daemon_version.store(r.daemon_version);
+          w.pid.store(r.pid);
+          w.started_ms.store(r.started_ms);
+          w.id_bits.store(r.id_bits);
+          w.flags.store(r.no_sync ? bw::kStatusFNoSync : 0);
+          w.grace_seconds.store(r.grace_seconds);
+          w.max_sessions_per_client.store(r.max_sessions_per_client);
+          w.max_clients.store(r.max_clients);
+          w.max_output.store(r.max_output);
+          put_at(out, at, w);
+        } else if constexpr (std::is_same_v<T, QueryIdReply>) {
+          bw::QueryIdReply w{};
+          w.vm_token.store(r.vm_token);
+          w.entry = to_wire(r.info);
+          put_at(out, at, w);
         } else {
           static_assert(std::is_same_v<T, StatsReply>);
           bw::StatsReply w{};
@@ -587,6 +638,8 @@ std::optional<std::size_t> request_payload_size(std::uint32_t type) noexcept {
 
 bool is_mutating(MsgType t) noexcept { return info(t).mutating; }
 
+bool is_admin(MsgType t) noexcept { return (info(t).features & kAdmin) != 0; }
+
 bool needs_session(MsgType t) noexcept { return info(t).session; }
 
 std::uint64_t required_features(const Request& r) noexcept {
@@ -643,7 +696,7 @@ EncodedRequest encode_request(std::uint64_t request_id, const Request& r) noexce
           put_payload(out, w);
         } else if constexpr (std::is_same_v<T, FreeRequest> || std::is_same_v<T, GetRequest> ||
                              std::is_same_v<T, PutRequest> || std::is_same_v<T, UnbindRequest> ||
-                             std::is_same_v<T, QueryRequest>) {
+                             std::is_same_v<T, QueryRequest> || std::is_same_v<T, QueryIdRequest>) {
           bw::IdReq w{};
           w.id.store(q.id);
           put_payload(out, w);
@@ -677,7 +730,8 @@ EncodedRequest encode_request(std::uint64_t request_id, const Request& r) noexce
           put_payload(out, w);
         } else {
           static_assert(std::is_same_v<T, CloseSessionRequest> ||
-                        std::is_same_v<T, SetInfoRequest> || std::is_same_v<T, StatsRequest>);
+                        std::is_same_v<T, SetInfoRequest> || std::is_same_v<T, StatsRequest> ||
+                        std::is_same_v<T, StatusRequest>);
           // no payload
         }
       },
@@ -693,6 +747,10 @@ EncodedRequest encode_request(std::uint64_t request_id, const Request& r) noexce
 bool operator==(const QueryReply& a, const QueryReply& b) noexcept {
   return a.info.id == b.info.id && a.info.state == b.info.state && a.info.refs == b.info.refs &&
          a.info.binds == b.info.binds && a.info.spid == b.info.spid;
+}
+
+bool operator==(const QueryIdReply& a, const QueryIdReply& b) noexcept {
+  return a.vm_token == b.vm_token && QueryReply{a.info} == QueryReply{b.info};
 }
 
 bool operator==(const StatsReply& a, const StatsReply& b) noexcept {

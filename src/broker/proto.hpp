@@ -211,11 +211,20 @@ struct SetQuotaRequest {
 struct StatsRequest {
   friend bool operator==(const StatsRequest&, const StatsRequest&) = default;
 };
+struct StatusRequest {
+  friend bool operator==(const StatusRequest&, const StatusRequest&) = default;
+};
+// Any live PASID, whatever its set (admin).
+struct QueryIdRequest {
+  Id id = 0;
+  friend bool operator==(const QueryIdRequest&, const QueryIdRequest&) = default;
+};
 
-using Request = std::variant<HelloRequest, OpenSessionRequest, ResumeRequest, CloseSessionRequest,
-                             AllocRequest, FreeRequest, GetRequest, PutRequest, BindRequest,
-                             UnbindRequest, QueryRequest, FindRequest, SetInfoRequest,
-                             ListSetsRequest, ListIdsRequest, SetQuotaRequest, StatsRequest>;
+using Request =
+    std::variant<HelloRequest, OpenSessionRequest, ResumeRequest, CloseSessionRequest, AllocRequest,
+                 FreeRequest, GetRequest, PutRequest, BindRequest, UnbindRequest, QueryRequest,
+                 FindRequest, SetInfoRequest, ListSetsRequest, ListIdsRequest, SetQuotaRequest,
+                 StatsRequest, StatusRequest, QueryIdRequest>;
 
 // The wire type of a request.
 [[nodiscard]] MsgType request_type(const Request& r) noexcept;
@@ -229,6 +238,10 @@ using Request = std::variant<HelloRequest, OpenSessionRequest, ResumeRequest, Cl
 // Requests that change state (OPEN_SESSION, RESUME, CLOSE_SESSION, ALLOC, FREE, GET, PUT, BIND,
 // UNBIND, SET_QUOTA): they need a nonzero request_id, the exactly-once key.
 [[nodiscard]] bool is_mutating(MsgType t) noexcept;
+
+// Administration requests (LIST_SETS, LIST_IDS, SET_QUOTA, STATS, STATUS, QUERY_ID): they need
+// kFAdmin negotiated and a peer the policy makes an admin.
+[[nodiscard]] bool is_admin(MsgType t) noexcept;
 
 // Requests that act on the connection's session (CLOSE_SESSION, ALLOC ... SET_INFO).
 [[nodiscard]] bool needs_session(MsgType t) noexcept;
@@ -377,11 +390,31 @@ struct StatsReply {
   friend bool operator==(const StatsReply& a, const StatsReply& b) noexcept;
 };
 
+// STATUS: the daemon's identity and configuration.
+struct StatusReply {
+  std::uint32_t daemon_version = 0;  // (major << 16) | (minor << 8) | patch
+  std::uint32_t pid = 0;
+  std::uint64_t started_ms = 0;        // CLOCK_REALTIME ms since the epoch
+  std::uint32_t id_bits = kPasidBits;  // [1, 32]
+  bool no_sync = false;                // --no-sync: acknowledged changes are not durable
+  std::uint32_t grace_seconds = 0;
+  std::uint32_t max_sessions_per_client = 0;
+  std::uint32_t max_clients = 0;
+  std::uint64_t max_output = 0;
+  friend bool operator==(const StatusReply&, const StatusReply&) = default;
+};
+// QUERY_ID: a PASID and its owner.
+struct QueryIdReply {
+  std::uint64_t vm_token = 0;
+  IdInfo info{};
+  friend bool operator==(const QueryIdReply& a, const QueryIdReply& b) noexcept;
+};
+
 // The body of a success reply; std::monostate for errors and status-only replies (CLOSE_SESSION,
 // FREE, GET, BIND, UNBIND, SET_QUOTA).
-using ReplyBody =
-    std::variant<std::monostate, HelloReply, SessionReply, AllocReply, PutReply, QueryReply,
-                 FindReply, SetInfoReply, ListSetsReply, ListIdsReply, StatsReply>;
+using ReplyBody = std::variant<std::monostate, HelloReply, SessionReply, AllocReply, PutReply,
+                               QueryReply, FindReply, SetInfoReply, ListSetsReply, ListIdsReply,
+                               StatsReply, StatusReply, QueryIdReply>;
 
 struct Reply {
   std::uint32_t type = 0;   // the request's (raw: an error reply may answer an unknown type)

@@ -4,7 +4,7 @@
 // flags, direction, reserved words, unknown type, every type too short and too long, zero client
 // token, reserved bytes, unknown message flags, inverted ranges, invalid values), round trips of
 // every request and every reply, malformed replies, stream reassembly, and golden byte layouts of
-// three frames written out in hex so the format cannot drift silently.
+// four frames written out in hex so the format cannot drift silently.
 // What the daemon does with a well-formed request (sessions, features, ownership, durability) is
 // tested with the daemon.
 #include "broker/proto.hpp"
@@ -112,12 +112,12 @@ void expect_closes(const Decoded<T>& r, Reason reason) {
   EXPECT_EQ(r.error().action, Action::close);
 }
 
-const MsgType kAllTypes[] = {MsgType::hello,         MsgType::open_session, MsgType::resume,
-                             MsgType::close_session, MsgType::alloc,        MsgType::free,
-                             MsgType::get,           MsgType::put,          MsgType::bind,
-                             MsgType::unbind,        MsgType::query,        MsgType::find,
-                             MsgType::set_info,      MsgType::list_sets,    MsgType::list_ids,
-                             MsgType::set_quota,     MsgType::stats};
+const MsgType kAllTypes[] = {
+    MsgType::hello,    MsgType::open_session, MsgType::resume,   MsgType::close_session,
+    MsgType::alloc,    MsgType::free,         MsgType::get,      MsgType::put,
+    MsgType::bind,     MsgType::unbind,       MsgType::query,    MsgType::find,
+    MsgType::set_info, MsgType::list_sets,    MsgType::list_ids, MsgType::set_quota,
+    MsgType::stats,    MsgType::status,       MsgType::query_id};
 
 ResumeToken token(std::uint8_t first) {
   ResumeToken t{};
@@ -154,7 +154,10 @@ std::vector<Request> sample_requests() {
           ListIdsRequest{1, 0xFFFFFFFF, 0xFFFFFFFF},
           SetQuotaRequest{5, 1},
           SetQuotaRequest{5, 0xFFFFFFFF},
-          StatsRequest{}};
+          StatsRequest{},
+          StatusRequest{},
+          QueryIdRequest{0},
+          QueryIdRequest{0xFFFFFFFF}};
 }
 
 // ---- constants and tables
@@ -178,7 +181,10 @@ TEST(BrokerProtoConstants, TypeNumbersAreTheDocumentedOnes) {
   EXPECT_EQ(bw::to_u32(MsgType::list_ids), 0x41u);
   EXPECT_EQ(bw::to_u32(MsgType::set_quota), 0x42u);
   EXPECT_EQ(bw::to_u32(MsgType::stats), 0x43u);
+  EXPECT_EQ(bw::to_u32(MsgType::status), 0x44u);
+  EXPECT_EQ(bw::to_u32(MsgType::query_id), 0x45u);
   EXPECT_FALSE(is_known_type(0));
+  EXPECT_FALSE(is_known_type(0x46));
   EXPECT_STREQ(to_string(static_cast<MsgType>(0x99)), "unknown");
 }
 
@@ -208,18 +214,18 @@ TEST(BrokerProtoConstants, EveryTypeIsNamedAndSized) {
 }
 
 TEST(BrokerProtoConstants, RequestTypeFollowsTheVariant) {
-  const MsgType want[] = {MsgType::hello,         MsgType::open_session, MsgType::resume,
-                          MsgType::close_session, MsgType::alloc,        MsgType::free,
-                          MsgType::get,           MsgType::put,          MsgType::bind,
-                          MsgType::unbind,        MsgType::query,        MsgType::find,
-                          MsgType::set_info,      MsgType::list_sets,    MsgType::list_ids,
-                          MsgType::set_quota,     MsgType::stats};
-  const Request each[] = {HelloRequest{},        OpenSessionRequest{}, ResumeRequest{},
-                          CloseSessionRequest{}, AllocRequest{},       FreeRequest{},
-                          GetRequest{},          PutRequest{},         BindRequest{},
-                          UnbindRequest{},       QueryRequest{},       FindRequest{},
-                          SetInfoRequest{},      ListSetsRequest{},    ListIdsRequest{},
-                          SetQuotaRequest{},     StatsRequest{}};
+  const MsgType want[] = {
+      MsgType::hello,    MsgType::open_session, MsgType::resume,   MsgType::close_session,
+      MsgType::alloc,    MsgType::free,         MsgType::get,      MsgType::put,
+      MsgType::bind,     MsgType::unbind,       MsgType::query,    MsgType::find,
+      MsgType::set_info, MsgType::list_sets,    MsgType::list_ids, MsgType::set_quota,
+      MsgType::stats,    MsgType::status,       MsgType::query_id};
+  const Request each[] = {
+      HelloRequest{},   OpenSessionRequest{}, ResumeRequest{},  CloseSessionRequest{},
+      AllocRequest{},   FreeRequest{},        GetRequest{},     PutRequest{},
+      BindRequest{},    UnbindRequest{},      QueryRequest{},   FindRequest{},
+      SetInfoRequest{}, ListSetsRequest{},    ListIdsRequest{}, SetQuotaRequest{},
+      StatsRequest{},   StatusRequest{},      QueryIdRequest{}};
   static_assert(std::size(want) == std::variant_size_v<Request>);
   for (std::size_t i = 0; i < std::size(want); ++i) EXPECT_EQ(request_type(each[i]), want[i]);
 }
@@ -230,9 +236,16 @@ TEST(BrokerProtoConstants, MutatingSessionAndFeatureTables) {
                     MsgType::set_quota}) {
     EXPECT_TRUE(is_mutating(t)) << to_string(t);
   }
-  for (MsgType t : {MsgType::hello, MsgType::query, MsgType::find, MsgType::set_info,
-                    MsgType::list_sets, MsgType::list_ids, MsgType::stats}) {
+  for (MsgType t :
+       {MsgType::hello, MsgType::query, MsgType::find, MsgType::set_info, MsgType::list_sets,
+        MsgType::list_ids, MsgType::stats, MsgType::status, MsgType::query_id}) {
     EXPECT_FALSE(is_mutating(t)) << to_string(t);
+  }
+  for (MsgType t : kAllTypes) {
+    const bool admin = t == MsgType::list_sets || t == MsgType::list_ids ||
+                       t == MsgType::set_quota || t == MsgType::stats || t == MsgType::status ||
+                       t == MsgType::query_id;
+    EXPECT_EQ(is_admin(t), admin) << to_string(t);
   }
   for (MsgType t :
        {MsgType::close_session, MsgType::alloc, MsgType::free, MsgType::get, MsgType::put,
@@ -240,7 +253,8 @@ TEST(BrokerProtoConstants, MutatingSessionAndFeatureTables) {
     EXPECT_TRUE(needs_session(t)) << to_string(t);
   }
   for (MsgType t : {MsgType::hello, MsgType::open_session, MsgType::resume, MsgType::list_sets,
-                    MsgType::list_ids, MsgType::set_quota, MsgType::stats}) {
+                    MsgType::list_ids, MsgType::set_quota, MsgType::stats, MsgType::status,
+                    MsgType::query_id}) {
     EXPECT_FALSE(needs_session(t)) << to_string(t);
   }
   const std::uint64_t spid = bw::feature_bit(bw::kFSpid);
@@ -258,6 +272,8 @@ TEST(BrokerProtoConstants, MutatingSessionAndFeatureTables) {
   EXPECT_EQ(required_features(ListIdsRequest{}), admin);
   EXPECT_EQ(required_features(SetQuotaRequest{1, 1}), admin);
   EXPECT_EQ(required_features(StatsRequest{}), admin);
+  EXPECT_EQ(required_features(StatusRequest{}), admin);
+  EXPECT_EQ(required_features(QueryIdRequest{1}), admin);
 }
 
 // ---- header
@@ -343,7 +359,7 @@ TEST(BrokerHeader, VersionIsCheckedFirst) {
 // -------------------------------------------------------------------------
 
 TEST(BrokerRequest, UnknownTypeGetsErrorReplyAndKeepsTheConnection) {
-  for (std::uint32_t t : {0u, 0x05u, 0x0Fu, 0x19u, 0x3Fu, 0x44u, 0x80u, 0xFFFFFFFFu}) {
+  for (std::uint32_t t : {0u, 0x05u, 0x0Fu, 0x19u, 0x3Fu, 0x46u, 0x80u, 0xFFFFFFFFu}) {
     const auto r = decode_frame(frame(t, kReqFlags, 12, 1, Bytes(12)));
     expect_reject(r, Reason::unknown_type, Errc::unsupported);
   }
@@ -566,6 +582,18 @@ TEST(BrokerRequest, ListSetsReservedNonzero) {
                 Reason::reserved_nonzero);
 }
 
+TEST(BrokerRequest, QueryIdReservedNonzero) {
+  bw::IdReq w{};
+  w.id.store(5);
+  w.reserved.store(1);
+  expect_reject(decode_frame(request_frame(MsgType::query_id, bytes_of(w))),
+                Reason::reserved_nonzero);
+  w.reserved.store(0);
+  const auto d = decode_frame(request_frame(MsgType::query_id, bytes_of(w)));
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(*d, Request(QueryIdRequest{5}));
+}
+
 TEST(BrokerRequest, SetQuotaReservedNonzeroAndZeroQuota) {
   bw::SetQuotaReq w{};
   w.quota.store(4);
@@ -684,6 +712,16 @@ TEST(BrokerReply, EveryReplyRoundTrips) {
       ok_reply(MsgType::list_ids, ListIdsReply{kInvalidId, IdList{}}),
       ok_reply(MsgType::set_quota),
       ok_reply(MsgType::stats, stats),
+      ok_reply(MsgType::status,
+               StatusReply{0x000100, 4242, 1700000000123u, 20, false, 30, 64, 1024, 1u << 20}),
+      ok_reply(MsgType::status, StatusReply{0xFFFFFFFF, 1, ~std::uint64_t{0}, 32, true, 0,
+                                            0xFFFFFFFF, 1, ~std::uint64_t{0}}),
+      ok_reply(MsgType::query_id,
+               QueryIdReply{0xCAFEF00D, IdInfo{5, IdState::free_pending, 2, 1, 9}}),
+      ok_reply(MsgType::query_id,
+               QueryIdReply{~std::uint64_t{0}, IdInfo{0xFFFFF, IdState::active, 1, 0, kInvalidId}}),
+      error_reply(bw::to_u32(MsgType::status), Errc::permission_denied),
+      error_reply(bw::to_u32(MsgType::query_id), Errc::not_found),
       error_reply(bw::to_u32(MsgType::alloc), Errc::quota_exceeded),
       error_reply(bw::to_u32(MsgType::hello), Errc::unsupported),
   };
@@ -864,6 +902,10 @@ TEST(BrokerReplyMalformed, EveryFixedBodyTooShortOrTooLong) {
           return SetInfoReply{};
         case MsgType::stats:
           return StatsReply{};
+        case MsgType::status:
+          return StatusReply{};
+        case MsgType::query_id:
+          return QueryIdReply{};
         default:
           return std::monostate{};
       }
@@ -948,6 +990,41 @@ TEST(BrokerReplyMalformed, StatsReservedNonzero) {
                 Reason::reserved_nonzero);
 }
 
+TEST(BrokerReplyMalformed, StatusReservedFlagsAndWidth) {
+  bw::StatusReply w{};
+  w.id_bits.store(20);
+  ASSERT_TRUE(
+      decode_reply_frame(reply_frame(MsgType::status, reply_payload(0, bytes_of(w)))).has_value());
+  w.reserved.store(1);
+  expect_closes(decode_reply_frame(reply_frame(MsgType::status, reply_payload(0, bytes_of(w)))),
+                Reason::reserved_nonzero);
+  w.reserved.store(0);
+  w.flags.store(2);
+  expect_closes(decode_reply_frame(reply_frame(MsgType::status, reply_payload(0, bytes_of(w)))),
+                Reason::unknown_flags);
+  w.flags.store(bw::kStatusFNoSync);
+  for (std::uint32_t bits : {0u, 33u, 0xFFFFFFFFu}) {
+    w.id_bits.store(bits);
+    expect_closes(decode_reply_frame(reply_frame(MsgType::status, reply_payload(0, bytes_of(w)))),
+                  Reason::invalid_value);
+  }
+}
+
+TEST(BrokerReplyMalformed, QueryIdBadEntry) {
+  bw::QueryIdReply w{};
+  w.vm_token.store(7);
+  w.entry = to_wire(IdInfo{1, IdState::active, 1, 0, kInvalidId});
+  ASSERT_TRUE(decode_reply_frame(reply_frame(MsgType::query_id, reply_payload(0, bytes_of(w))))
+                  .has_value());
+  w.entry.state = 4;
+  expect_closes(decode_reply_frame(reply_frame(MsgType::query_id, reply_payload(0, bytes_of(w)))),
+                Reason::invalid_value);
+  w.entry.state = 1;
+  w.entry.reserved[2] = 1;
+  expect_closes(decode_reply_frame(reply_frame(MsgType::query_id, reply_payload(0, bytes_of(w)))),
+                Reason::invalid_value);
+}
+
 // ---- golden layouts
 // --------------------------------------------------------------------------------
 
@@ -984,6 +1061,34 @@ TEST(BrokerGolden, OpenSessionReply) {
   const Reply r =
       ok_reply(MsgType::open_session, SessionReply{0xCAFEF00D, token(0x10), 64, 3, true, 30});
   EXPECT_EQ(encode(r, 7), want);
+  const auto d = decode_reply_frame(want);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(*d, r);
+}
+
+TEST(BrokerGolden, StatusReply) {
+  const Bytes want =
+      hex("44000000"          // type STATUS
+          "05000000"          // flags: version 1 | REPLY
+          "38000000"          // size 56
+          "00000000"          // reserved
+          "0300000000000000"  // request_id 3
+          "00000000"          // status 0
+          "00000000"          // reserved
+          "00010000"          // daemon_version 0.1.0
+          "92100000"          // pid 4242
+          "7b68e5cf8b010000"  // started_ms 1700000000123
+          "14000000"          // id_bits 20
+          "01000000"          // flags: NO_SYNC
+          "1e000000"          // grace_seconds 30
+          "40000000"          // max_sessions_per_client 64
+          "00040000"          // max_clients 1024
+          "00000000"          // reserved
+          "0000100000000000"  // max_output 1 MiB
+      );
+  const Reply r = ok_reply(MsgType::status, StatusReply{0x000100, 4242, 1700000000123u, 20, true,
+                                                        30, 64, 1024, 1u << 20});
+  EXPECT_EQ(encode(r, 3), want);
   const auto d = decode_reply_frame(want);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(*d, r);

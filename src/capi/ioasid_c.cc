@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // ioasid_c.cc: the C ABI of libioasid (include/ioasid/ioasid.h) over ioasid::Space,
-// ioasid::LocalBackend and ioasid::VtdVcmdDevice.
+// ioasid::HostBackend (LocalBackend here; the daemon's in client/client_c.cc) and
+// ioasid::VtdVcmdDevice. The virtio-iommu part is capi/virtio_c.cc.
 //
 // Every function is extern "C" and cannot throw: each body calls only noexcept Space methods or
-// runs inside guarded(), which catches everything (ioasid.h declares them without noexcept, and a
-// definition must match its declaration). Results become 0 or -errno through guest_visible()
-// (another set's ID reads as -ENOENT). Out-parameters are written only on success; a NULL handle
-// or out-parameter is -EINVAL (void functions ignore a NULL handle).
+// runs inside guarded() (capi/capi_util.hpp), which catches everything (ioasid.h declares them
+// without noexcept, and a definition must match its declaration). Results become 0 or -errno
+// through guest_visible() (another set's ID reads as -ENOENT). Out-parameters are written only on
+// success; a NULL handle or out-parameter is -EINVAL (void functions ignore a NULL handle).
 //
 // struct ioasid_space wraps the Space plus what the C side owns: a heap copy of each registered
 // struct ioasid_allocator_ops (keyed by the caller's pointer: the identity C callers register and
@@ -25,6 +26,7 @@
 #include "ioasid/ioasid.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <map>
@@ -34,6 +36,7 @@
 #include <vector>
 
 #include "capi/backend_handle.hpp"
+#include "capi/capi_util.hpp"
 #include "ioasid/errc.hpp"
 #include "ioasid/local_backend.hpp"
 #include "ioasid/space.hpp"
@@ -79,39 +82,14 @@ namespace {
 
 using ioasid::Errc;
 
-int neg(Errc e) noexcept { return -ioasid::to_errno(ioasid::guest_visible(e)); }
-
-template <class T>
-int status(const ioasid::Result<T>& r) noexcept {
-  return r ? 0 : neg(r.error());
-}
+using ioasid::capi::check_in_size;
+using ioasid::capi::guarded;
+using ioasid::capi::neg;
+using ioasid::capi::status;
+using ioasid::capi::write_sized_out;
 
 ioasid::SetId set_of(ioasid_set_t set) noexcept {
   return set == IOASID_SET_ANY ? ioasid::SetId::any() : ioasid::SetId::from_raw(set);
-}
-
-// Runs f at the ABI boundary: no exception gets out.
-template <class F>
-int guarded(F&& f) noexcept {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return -ENOMEM;
-  } catch (...) {
-    return -EIO;
-  }
-}
-
-// Checks the size of an input argument struct whose first version is first_size bytes and of
-// which this library knows known_size: bytes beyond known_size must be zero.
-int check_in_size(const void* arg, std::uint32_t size, std::size_t first_size,
-                  std::size_t known_size) noexcept {
-  if (size < first_size) return -EINVAL;
-  const auto* bytes = static_cast<const unsigned char*>(arg);
-  for (std::size_t i = known_size; i < size; ++i) {
-    if (bytes[i] != 0) return -E2BIG;
-  }
-  return 0;
 }
 
 bool in_callback(const ioasid::Space& space) noexcept { return space.in_callback(); }
@@ -139,10 +117,42 @@ void vtd_log_trampoline(void* opaque, ioasid::LogLevel level, const char* messag
   if (d->log_fn != nullptr) d->log_fn(d->log_opaque, static_cast<int>(level), message);
 }
 
+ioasid_id_info id_info_of(const ioasid::IdInfo& i) noexcept {
+  ioasid_id_info v{};
+  v.id = i.id;
+  v.state = static_cast<std::uint32_t>(i.state);
+  v.refs = i.refs;
+  v.binds = i.binds;
+  v.spid = i.spid;
+  v.reserved0 = 0;
+  return v;
+}
+
+ioasid_set_info set_info_of(const ioasid::SetInfo& r) noexcept {
+  ioasid_set_info v{};
+  v.set = r.set.raw();
+  v.owner_token = r.owner_token;
+  v.quota = r.quota;
+  v.count = r.count;
+  v.bound = r.bound;
+  v.peak = r.peak;
+  v.quota_refusals = r.quota_refusals;
+  v.dying = r.state == ioasid::SetState::dying ? 1 : 0;
+  v.reserved0 = 0;
+  return v;
+}
+
+static_assert(IOASID_ID_FREE == static_cast<int>(ioasid::IdState::free) &&
+                  IOASID_ID_ACTIVE == static_cast<int>(ioasid::IdState::active) &&
+                  IOASID_ID_FREE_PENDING == static_cast<int>(ioasid::IdState::free_pending) &&
+                  IOASID_ID_RESERVED == static_cast<int>(ioasid::IdState::reserved),
+              "enum ioasid_id_state");
+
 // The first (and so far only) versions of the sized structs.
 constexpr std::size_t kSpaceConfigV1 = sizeof(ioasid_space_config);
 constexpr std::size_t kStatsV1 = sizeof(ioasid_stats);
 constexpr std::size_t kVtdConfigV1 = sizeof(ioasid_vtd_config);
+constexpr std::size_t kVtdStatsV1 = sizeof(ioasid_vtd_counters);
 // The VT-d config is ABI: no padding, fixed offsets on LP64.
 static_assert(sizeof(void*) != 8 || kVtdConfigV1 == 64, "struct ioasid_vtd_config layout");
 static_assert(offsetof(ioasid_vtd_config, cap) == 16 &&
@@ -186,9 +196,11 @@ const char* ioasid_strerror(int err) {
     case -EINVAL:
       return "invalid argument or handle";
     case -ERANGE:
-      return "ID outside the space, or allocator answer out of range";
+      return "out of range: ID outside the space, allocator answer, or unmapped address";
     case -ENOENT:
       return "no such ID, set, SPID or notifier";
+    case -EBADF:
+      return "bad file descriptor";
     case -ENOSPC:
       return "no free ID, or capacity short for a quota";
     case -EDQUOT:
@@ -212,7 +224,7 @@ const char* ioasid_strerror(int err) {
     case -EACCES:
       return "ID owned by another set";
     case -EOPNOTSUPP:
-      return "operation not supported";
+      return "operation or feature not supported";
     case -ETIMEDOUT:
       return "timed out";
     case -EPERM:
@@ -293,11 +305,7 @@ int ioasid_space_stats(const ioasid_space* space, ioasid_stats* out) {
   v.allocator_rejects = st.allocator_rejects;
   v.allocator_groups = st.allocator_groups;
   v.table_bytes = st.table_bytes;
-  // Fields past size are not written (a later, longer version of the struct may call with less
-  // once kStatsV1 stays behind); bytes past the fields we know are zeroed.
-  std::memcpy(out, &v, size < sizeof(v) ? size : sizeof(v));
-  if (size > sizeof(v)) std::memset(reinterpret_cast<char*>(out) + sizeof(v), 0, size - sizeof(v));
-  return 0;
+  return write_sized_out(out, size, v, kStatsV1);
 }
 
 void ioasid_synchronize(const ioasid_space* space) {
@@ -338,17 +346,7 @@ int ioasid_set_query(const ioasid_space* space, ioasid_set_t set, ioasid_set_inf
   if (space == nullptr || out == nullptr) return -EINVAL;
   auto r = space->space->set_info(set_of(set));
   if (!r) return neg(r.error());
-  ioasid_set_info v{};
-  v.set = r->set.raw();
-  v.owner_token = r->owner_token;
-  v.quota = r->quota;
-  v.count = r->count;
-  v.bound = r->bound;
-  v.peak = r->peak;
-  v.quota_refusals = r->quota_refusals;
-  v.dying = r->state == ioasid::SetState::dying ? 1 : 0;
-  v.reserved0 = 0;
-  *out = v;
+  *out = set_info_of(*r);
   return 0;
 }
 
@@ -386,6 +384,14 @@ int ioasid_put(ioasid_space* space, ioasid_set_t set, ioasid_t id, bool* release
   auto r = space->space->put(set_of(set), id);
   if (!r) return neg(r.error());
   if (released != nullptr) *released = *r;
+  return 0;
+}
+
+int ioasid_query(const ioasid_space* space, ioasid_set_t set, ioasid_t id, ioasid_id_info* out) {
+  if (space == nullptr || out == nullptr) return -EINVAL;
+  auto r = space->space->query(set_of(set), id);
+  if (!r) return neg(r.error());
+  *out = id_info_of(*r);
   return 0;
 }
 
@@ -546,6 +552,25 @@ int ioasid_backend_unbind(ioasid_backend* backend, ioasid_t id) {
   return status(backend->backend.unbind(id));
 }
 
+// ioasid_backend_get, _put and _find_by_spid are defined in client/client_c.cc (they were first
+// declared by client.h); they go through the HostBackend interface like these.
+
+int ioasid_backend_query(ioasid_backend* backend, ioasid_t id, ioasid_id_info* out) {
+  if (backend == nullptr || out == nullptr) return -EINVAL;
+  auto r = backend->backend.query(id);
+  if (!r) return neg(r.error());
+  *out = id_info_of(*r);
+  return 0;
+}
+
+int ioasid_backend_set_info(ioasid_backend* backend, ioasid_set_info* out) {
+  if (backend == nullptr || out == nullptr) return -EINVAL;
+  auto r = backend->backend.set_info();
+  if (!r) return neg(r.error());
+  *out = set_info_of(*r);
+  return 0;
+}
+
 // ---- VT-d virtual command device model ------------------------------------------------------
 
 int ioasid_vtd_device_create(ioasid_backend* backend, const ioasid_vtd_config* config,
@@ -602,6 +627,45 @@ uint64_t ioasid_vtd_cap_bits(const ioasid_vtd_device* device) {
 
 uint64_t ioasid_vtd_ecap_bits(const ioasid_vtd_device* device) {
   return device == nullptr ? 0 : device->device->ecap_bits();
+}
+
+uint64_t ioasid_vtd_vccap_bits(const ioasid_vtd_device* device) {
+  return device == nullptr ? 0 : device->device->vccap();
+}
+
+int ioasid_vtd_stats(const ioasid_vtd_device* device, ioasid_vtd_counters* out) {
+  if (device == nullptr || out == nullptr) return -EINVAL;
+  const std::uint32_t size = out->size;
+  if (size < kVtdStatsV1) return -EINVAL;
+  const ioasid::VtdVcmdStats st = device->device->stats();
+  ioasid_vtd_counters v{};
+  v.size = size;
+  v.reads = st.reads;
+  v.writes = st.writes;
+  v.commands = st.commands;
+  v.allocs = st.allocs;
+  v.alloc_no_pasid = st.alloc_no_pasid;
+  v.frees = st.frees;
+  v.free_invalid_pasid = st.free_invalid_pasid;
+  v.undefined_cmds = st.undefined_cmds;
+  v.ignored_busy = st.ignored_busy;
+  v.ignored_disabled = st.ignored_disabled;
+  v.bad_accesses = st.bad_accesses;
+  v.unknown_accesses = st.unknown_accesses;
+  v.ro_writes = st.ro_writes;
+  v.reserved_bits = st.reserved_bits;
+  v.split_orphans = st.split_orphans;
+  v.backend_errors = st.backend_errors;
+  v.backend_bad_answers = st.backend_bad_answers;
+  return write_sized_out(out, size, v, kVtdStatsV1);
+}
+
+int ioasid_vtd_wait_idle(ioasid_vtd_device* device, uint64_t timeout_ns) {
+  if (device == nullptr) return -EINVAL;
+  // Clamped to 2^62 ns (146 years), so that the deadline (now + timeout) cannot overflow.
+  constexpr std::uint64_t max = std::uint64_t{1} << 62;
+  const std::chrono::nanoseconds t(static_cast<std::int64_t>(timeout_ns < max ? timeout_ns : max));
+  return device->device->wait_idle(t) ? 0 : -ETIMEDOUT;
 }
 
 }  // extern "C"

@@ -35,6 +35,7 @@ Channel::Channel(Config config)
       // Request ids start from the wall clock so that a later process of the same VM (which
       // resumes the session) never reuses an id the daemon still holds a stored reply for.
       next_rid_(realtime_ns()),
+      rx_(b::kMaxFrame),
       rng_(static_cast<std::uint32_t>(realtime_ns() ^ static_cast<std::uint64_t>(getpid()))) {
   open_rid_ = ++next_rid_;
 }
@@ -67,6 +68,10 @@ std::uint64_t Channel::reconnects() const {
   std::lock_guard g(mu_);
   return connects_ > 0 ? connects_ - 1 : 0;
 }
+b::HelloReply Channel::hello() const {
+  std::lock_guard g(mu_);
+  return hello_;
+}
 void Channel::forget_session() {
   std::lock_guard g(mu_);
   lost_ = true;
@@ -94,7 +99,8 @@ bool Channel::sleep_backoff(std::chrono::milliseconds* backoff, Clock::time_poin
 Errc Channel::write_all(std::span<const std::byte> bytes, Clock::time_point deadline) {
   std::size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       done += static_cast<std::size_t>(n);
       continue;
@@ -116,45 +122,65 @@ Errc Channel::write_all(std::span<const std::byte> bytes, Clock::time_point dead
   return Errc{};
 }
 
-Errc Channel::read_exact(std::byte* p, std::size_t n, Clock::time_point deadline) {
-  std::size_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::recv(fd_, p + done, n - done, 0);
+Errc Channel::read_frame(Clock::time_point deadline, broker::Header* header) {
+  // The reply cannot be there before the daemon has had the request: wait first, then take
+  // whatever has arrived in one recv (a whole small frame, usually). The wait is the blocking recv
+  // itself, one system call per reply as for a plain blocking client, whenever it is bounded well
+  // enough: without a deadline, or when the socket's receive timeout (SO_RCVTIMEO, the per-call
+  // timeout, set at connect) ends no more than a millisecond after the deadline. Otherwise (a
+  // retry after backoff used part of the call's time) poll waits for the rest of it.
+  rx_len_ = 0;
+  const bool bounded = deadline != Clock::time_point::max();
+  while (true) {
+    if (rx_len_ >= b::kHeaderSize) {
+      auto h = b::decode_header(std::span<const std::byte>(rx_.data(), rx_len_));
+      if (!h || !h->is_reply()) return Errc::io_error;
+      if (rx_len_ >= h->frame_size()) {
+        // One request is in flight: anything after its reply is a protocol violation.
+        if (rx_len_ > h->frame_size()) return Errc::io_error;
+        *header = *h;
+        return Errc{};
+      }
+    }
+    bool polled = false;
+    if (bounded) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return Errc::timed_out;
+      polled = rcvtimeo_ms_ == 0 || left.count() + 1 < rcvtimeo_ms_;
+    }
+    if (polled) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      pollfd pf{fd_, POLLIN, 0};
+      const int ready =
+          ::poll(&pf, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+      if (ready == 0) return Errc::timed_out;
+      if (ready < 0) {
+        if (errno == EINTR) continue;
+        return Errc::io_error;
+      }
+    }
+    const ssize_t r =
+        ::recv(fd_, rx_.data() + rx_len_, rx_.size() - rx_len_, polled ? MSG_DONTWAIT : 0);
     if (r > 0) {
-      done += static_cast<std::size_t>(r);
+      rx_len_ += static_cast<std::size_t>(r);
       continue;
     }
     if (r == 0) return Errc::io_error;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int ms = -1;
-      if (deadline != Clock::time_point::max()) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-        if (left.count() <= 0) return Errc::timed_out;
-        ms = static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
-      }
-      pollfd pf{fd_, POLLIN, 0};
-      if (::poll(&pf, 1, ms) == 0) return Errc::timed_out;
-      continue;
-    }
+    // EAGAIN: SO_RCVTIMEO expired (or, after poll, nothing after all); the deadline decides.
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
     return Errc::io_error;
   }
-  return Errc{};
 }
 
 Errc Channel::exchange(std::uint64_t rid, const b::Request& req, Clock::time_point deadline,
                        b::Reply* out) {
   const b::EncodedRequest enc = b::encode_request(rid, req);
   if (Errc e = write_all(enc.span(), deadline); e != Errc{}) return e;
-  rx_.resize(b::kHeaderSize);
-  if (Errc e = read_exact(rx_.data(), b::kHeaderSize, deadline); e != Errc{}) return e;
-  auto h = b::decode_header(rx_);
-  if (!h || !h->is_reply()) return Errc::io_error;
-  rx_.resize(h->frame_size());
-  if (Errc e = read_exact(rx_.data() + b::kHeaderSize, h->size, deadline); e != Errc{}) return e;
-  auto r = b::decode_reply(*h, std::span<const std::byte>(rx_).subspan(b::kHeaderSize));
+  b::Header h;
+  if (Errc e = read_frame(deadline, &h); e != Errc{}) return e;
+  auto r = b::decode_reply(h, std::span<const std::byte>(rx_.data() + b::kHeaderSize, h.size));
   // A malformed reply, or an answer to another request, means the stream cannot be trusted.
-  if (!r || h->request_id != rid || h->type != bw::to_u32(b::request_type(req))) {
+  if (!r || h.request_id != rid || h.type != bw::to_u32(b::request_type(req))) {
     return Errc::io_error;
   }
   *out = *r;
@@ -171,10 +197,22 @@ Errc Channel::connect_once(Clock::time_point deadline) {
   fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return Errc::io_error;
   if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    connect_errno_ = errno;
     drop();
     return Errc::io_error;
   }
-  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  connect_errno_ = 0;
+  // The socket stays blocking: a send is MSG_DONTWAIT (a full buffer waits in poll, bounded by
+  // the deadline); a receive blocks for at most the per-call timeout (read_frame).
+  rcvtimeo_ms_ = 0;
+  if (cfg_.timeout.count() > 0) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(cfg_.timeout.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>(cfg_.timeout.count() % 1000 * 1000);
+    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) {
+      rcvtimeo_ms_ = cfg_.timeout.count();
+    }
+  }
   ++connects_;
   b::Reply r;
   if (Errc e =
@@ -192,6 +230,7 @@ Errc Channel::connect_once(Clock::time_point deadline) {
     drop();
     return Errc::io_error;
   }
+  hello_ = hello;
   return Errc{};
 }
 
@@ -248,6 +287,10 @@ Errc Channel::start() {
   while (true) {
     const Errc e = establish(deadline);
     if (e == Errc{} || e == Errc::timed_out) return e;
+    if (!cfg_.retry_connect && connect_errno_ != 0) {
+      return connect_errno_ == EACCES || connect_errno_ == EPERM ? Errc::permission_denied
+                                                                 : Errc::io_error;
+    }
     if (e == Errc::exists && Clock::now() < exists_until) {
       if (!sleep_backoff(&backoff, deadline)) return Errc::timed_out;
       continue;

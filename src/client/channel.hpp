@@ -33,13 +33,17 @@ class Channel {
     std::chrono::milliseconds timeout{0};
     std::chrono::milliseconds backoff_initial{10};
     std::chrono::milliseconds backoff_max{1000};
+    // false: start() gives up at once when connect() fails (nothing listens, or the socket's
+    // mode refuses us) instead of retrying until the timeout.
+    bool retry_connect = true;
   };
   explicit Channel(Config config);
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // Connects (and opens the session) with retries until the timeout. Returns Errc{} or the error.
+  // Connects (and opens the session) with retries until the timeout. Returns Errc{} or the error;
+  // without retry_connect, a failed connect() is io_error, or permission_denied for EACCES/EPERM.
   Errc start();
 
   // Sends req and hands its reply (success or error status) to use(), under the channel's lock:
@@ -51,6 +55,8 @@ class Channel {
   [[nodiscard]] bool resumed() const;
   [[nodiscard]] std::uint32_t grace() const;
   [[nodiscard]] std::uint64_t reconnects() const;
+  // The daemon's HELLO reply on the current (or last) connection.
+  [[nodiscard]] broker::HelloReply hello() const;
   // After CLOSE_SESSION: no session any more.
   void forget_session();
 
@@ -63,7 +69,9 @@ class Channel {
   Errc exchange(std::uint64_t rid, const broker::Request& req, Clock::time_point deadline,
                 broker::Reply* out);
   Errc write_all(std::span<const std::byte> bytes, Clock::time_point deadline);
-  Errc read_exact(std::byte* p, std::size_t n, Clock::time_point deadline);
+  // Reads one reply frame into rx_ (its header in *header). io_error: the connection broke, the
+  // header is malformed or not a reply, or more than one frame arrived.
+  Errc read_frame(Clock::time_point deadline, broker::Header* header);
   bool sleep_backoff(std::chrono::milliseconds* backoff, Clock::time_point deadline);
   void drop();
   Clock::time_point deadline_from_now() const;
@@ -77,11 +85,14 @@ class Channel {
   ResumeToken token_{};
   std::uint32_t grace_ = 0;
   std::uint64_t next_rid_ = 0;
-  std::uint64_t open_rid_ = 0;
-  bool open_sent_ = false;  // an OPEN_SESSION was sent and its answer not received  //
-                            // OPEN_SESSION's id, kept across its retries (exactly-once)
+  std::uint64_t open_rid_ = 0;  // OPEN_SESSION's id, kept across its retries (exactly-once)
+  bool open_sent_ = false;      // an OPEN_SESSION was sent and its answer not received
   std::uint64_t connects_ = 0;
-  std::vector<std::byte> rx_;
+  int connect_errno_ = 0;  // errno of the last failed connect(), 0 after a successful one
+  broker::HelloReply hello_{};
+  std::vector<std::byte> rx_;  // kMaxFrame bytes, rx_len_ of them received
+  std::size_t rx_len_ = 0;
+  std::int64_t rcvtimeo_ms_ = 0;  // SO_RCVTIMEO of the current socket; 0: none
   std::minstd_rand rng_;
 };
 

@@ -164,12 +164,24 @@ DaemonAdmin::~DaemonAdmin() = default;
 
 Result<std::unique_ptr<DaemonAdmin>> DaemonAdmin::open(const std::string& socket_path,
                                                        std::chrono::milliseconds timeout) noexcept {
-  if (socket_path.empty()) return fail(Errc::invalid_argument);
+  try {
+    AdminOptions o;
+    o.socket_path = socket_path;
+    o.timeout = timeout;
+    return open(o);
+  } catch (const std::bad_alloc&) {
+    return fail(Errc::no_memory);
+  }
+}
+
+Result<std::unique_ptr<DaemonAdmin>> DaemonAdmin::open(const AdminOptions& o) noexcept {
+  if (o.socket_path.empty()) return fail(Errc::invalid_argument);
   try {
     Channel::Config c;
-    c.path = socket_path;
+    c.path = o.socket_path;
     c.features = bw::kAllFeatures;
-    c.timeout = timeout;
+    c.timeout = o.timeout;
+    c.retry_connect = o.wait_for_daemon;
     auto ch = std::make_unique<Channel>(std::move(c));
     if (Errc e = ch->start(); e != Errc{}) return fail(e);
     return std::make_unique<DaemonAdmin>(std::move(ch));
@@ -230,6 +242,40 @@ Result<DaemonStats> DaemonAdmin::stats() noexcept {
   });
   if (e != Errc{}) return fail(e);
   return s;
+}
+
+Result<DaemonStatus> DaemonAdmin::status() noexcept {
+  DaemonStatus s;
+  const Errc e = run(*ch_, b::StatusRequest{}, [&](const b::Reply& r) {
+    const auto& st = std::get<b::StatusReply>(r.body);
+    s.daemon_version = st.daemon_version;
+    s.pid = st.pid;
+    s.started_ms = st.started_ms;
+    s.id_bits = st.id_bits;
+    s.durable = !st.no_sync;
+    s.grace_seconds = st.grace_seconds;
+    s.max_sessions_per_client = st.max_sessions_per_client;
+    s.max_clients = st.max_clients;
+    s.max_output = st.max_output;
+  });
+  if (e != Errc{}) return fail(e);
+  const b::HelloReply h = ch_->hello();
+  s.protocol_version = h.version;
+  s.features = h.features;
+  s.max_in_flight = h.max_in_flight;
+  s.max_payload = h.max_payload;
+  return s;
+}
+
+Result<DaemonIdInfo> DaemonAdmin::query_id(Id id) noexcept {
+  DaemonIdInfo out;
+  const Errc e = run(*ch_, b::QueryIdRequest{id}, [&](const b::Reply& r) {
+    const auto& q = std::get<b::QueryIdReply>(r.body);
+    out.vm_token = q.vm_token;
+    out.info = q.info;
+  });
+  if (e != Errc{}) return fail(e);
+  return out;
 }
 
 }  // namespace ioasid

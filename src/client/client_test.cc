@@ -183,6 +183,51 @@ TEST_F(ClientTest, AdminCalls) {
   EXPECT_GT(st->journal_commits, 0u);
 }
 
+TEST_F(ClientTest, AdminStatusAndQueryId) {
+  auto vm = open(30, 8);
+  const Id x = vm->alloc(1, 0xFFFFF).value();
+  ASSERT_TRUE(vm->bind(x, 77));
+  auto a = admin();
+  auto st = a->status();
+  ASSERT_TRUE(st) << to_string(st.error());
+  EXPECT_EQ(st->pid, static_cast<std::uint32_t>(d_.pid()));
+  EXPECT_EQ(st->daemon_version, std::uint32_t{IOASID_VERSION});
+  EXPECT_EQ(st->id_bits, 20u);
+  EXPECT_TRUE(st->durable);
+  EXPECT_EQ(st->protocol_version, 1u);
+  EXPECT_EQ(st->features, 7u);
+  EXPECT_EQ(st->max_in_flight, 32u);
+  EXPECT_EQ(st->max_payload, 65536u);
+  auto q = a->query_id(x);
+  ASSERT_TRUE(q) << to_string(q.error());
+  EXPECT_EQ(q->vm_token, 30u);
+  EXPECT_EQ(q->info.id, x);
+  EXPECT_EQ(q->info.spid, 77u);
+  EXPECT_EQ(q->info.binds, 1u);
+  EXPECT_EQ(q->info.refs, 2u);
+  EXPECT_EQ(a->query_id(x + 1).error(), Errc::not_found);
+  EXPECT_EQ(a->query_id(0x100000).error(), Errc::out_of_range);
+}
+
+TEST(ClientAdminOpen, WithoutWaitingFailsAtOnceWhenNothingListens) {
+  const std::string dir = testing::make_temp_dir();
+  AdminOptions o;
+  o.socket_path = dir + "/none.sock";
+  o.timeout = 20s;
+  o.wait_for_daemon = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto a = DaemonAdmin::open(o);
+  EXPECT_EQ(a.error(), Errc::io_error);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // not the 20 s timeout
+  // Waiting (the default): the timeout bounds the attempt.
+  o.wait_for_daemon = true;
+  o.timeout = 200ms;
+  EXPECT_EQ(DaemonAdmin::open(o).error(), Errc::timed_out);
+  o.socket_path.clear();
+  EXPECT_EQ(DaemonAdmin::open(o).error(), Errc::invalid_argument);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(ClientTest, ReconnectsAndResumesAcrossDaemonRestart) {
   auto vm = open(30);
   const Id x = vm->alloc(1, 0xFFFFF).value();

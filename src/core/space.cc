@@ -389,7 +389,13 @@ IdInfo SpaceImpl::info_of(Id id, const Live& e) const noexcept {
 Result<std::unique_ptr<Space>> Space::create(const SpaceConfig& config) noexcept {
   void* mem = internal::mem_alloc(sizeof(SpaceImpl), alignof(SpaceImpl));
   if (mem == nullptr) return fail(Errc::no_memory);
-  SpaceImpl* s = new (mem) SpaceImpl();
+  SpaceImpl* s;
+  try {
+    s = new (mem) SpaceImpl();  // the default SpaceConfig member allocates its reserved list
+  } catch (const std::bad_alloc&) {
+    internal::mem_free(mem);
+    return fail(Errc::no_memory);
+  }
   if (auto r = s->init(config); !r) {
     s->~SpaceImpl();
     internal::mem_free(mem);

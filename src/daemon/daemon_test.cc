@@ -5,6 +5,7 @@
 // daemon. The daemon is the built program, run as a child process with its state in a temporary
 // directory (test_daemon.hpp).
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cerrno>
 #include <set>
@@ -273,6 +274,79 @@ TEST_F(DaemonTest, AdminRequests) {
   EXPECT_GE(s.daemon.error_replies, 5u);
 }
 
+TEST_F(DaemonTest, QueryIdFindsAnyVmsPasidWithItsOwner) {
+  auto a = session(21, 4);
+  auto bconn = session(22, 4);
+  const Id x = alloc(*a);
+  const Id y = alloc(*bconn);
+  ASSERT_EQ(bconn->call(next(), b::BindRequest{y, 9}).status, 0);
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto r = adm.call(next(), b::QueryIdRequest{x});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).vm_token, 21u);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).info.state, IdState::active);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).info.refs, 1u);
+  r = adm.call(next(), b::QueryIdRequest{y});
+  ASSERT_EQ(r.status, 0);
+  const auto& q = std::get<b::QueryIdReply>(r.body);
+  EXPECT_EQ(q.vm_token, 22u);
+  EXPECT_EQ(q.info.id, y);
+  EXPECT_EQ(q.info.refs, 2u);
+  EXPECT_EQ(q.info.binds, 1u);
+  EXPECT_EQ(q.info.spid, 9u);
+  // FREE while bound: still found, FREE_PENDING.
+  ASSERT_EQ(bconn->call(next(), b::FreeRequest{y}).status, 0);
+  r = adm.call(next(), b::QueryIdRequest{y});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(std::get<b::QueryIdReply>(r.body).info.state, IdState::free_pending);
+  EXPECT_EQ(adm.call(next(), b::QueryIdRequest{4242}).status, -ENOENT);      // not allocated
+  EXPECT_EQ(adm.call(next(), b::QueryIdRequest{0}).status, -ENOENT);         // reserved PASID 0
+  EXPECT_EQ(adm.call(next(), b::QueryIdRequest{0x100000}).status, -ERANGE);  // outside 20 bits
+  // A session connection without F_ADMIN: the feature is not negotiated.
+  RawConn plain(d_.socket());
+  plain.hello(bw::feature_bit(bw::kFSpid));
+  EXPECT_EQ(plain.call(next(), b::QueryIdRequest{x}).status, -EOPNOTSUPP);
+  EXPECT_EQ(plain.call(next(), b::StatusRequest{}).status, -EOPNOTSUPP);
+}
+
+TEST_F(DaemonTest, StatusReportsIdentityAndConfiguration) {
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto r = adm.call(next(), b::StatusRequest{});
+  ASSERT_EQ(r.status, 0);
+  const auto& st = std::get<b::StatusReply>(r.body);
+  EXPECT_EQ(st.pid, static_cast<std::uint32_t>(d_.pid()));
+  EXPECT_EQ(st.daemon_version, (0u << 16) | (1u << 8) | 0u);
+  EXPECT_EQ(st.id_bits, 20u);
+  EXPECT_FALSE(st.no_sync);
+  EXPECT_EQ(st.grace_seconds, 30u);
+  EXPECT_EQ(st.max_sessions_per_client, 64u);
+  EXPECT_EQ(st.max_clients, 1024u);
+  EXPECT_EQ(st.max_output, std::uint64_t{1} << 20);
+  const auto now =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  EXPECT_LE(st.started_ms, now);
+  EXPECT_GT(st.started_ms + 60'000, now);
+}
+
+class DaemonNoSyncTest : public DaemonTest {
+ protected:
+  DaemonNoSyncTest() { extra_ = {"--no-sync", "--grace", "5", "--id-bits", "16"}; }
+};
+
+TEST_F(DaemonNoSyncTest, StatusSaysNotDurable) {
+  RawConn adm(d_.socket());
+  adm.hello();
+  auto r = adm.call(next(), b::StatusRequest{});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_TRUE(std::get<b::StatusReply>(r.body).no_sync);
+  EXPECT_EQ(std::get<b::StatusReply>(r.body).grace_seconds, 5u);
+  EXPECT_EQ(std::get<b::StatusReply>(r.body).id_bits, 16u);
+}
+
 TEST_F(DaemonTest, StateSurvivesRestartAndSessionsResume) {
   b::SessionReply s;
   auto c = session(3, 8, &s);
@@ -334,6 +408,59 @@ TEST_F(DaemonTest, RetriedRequestGetsItsOriginalReply) {
   EXPECT_EQ(std::get<b::AllocReply>(r3.body).id, std::get<b::AllocReply>(r1.body).id);
   auto si = r.call(next(), b::SetInfoRequest{});
   EXPECT_EQ(std::get<b::SetInfoReply>(si.body).set.count, 1u);
+}
+
+TEST_F(DaemonTest, StoredRepliesArePrunedOldestFirstAcrossTheSignBoundary) {
+  // 400 requests whose ids cross 2^63 (stored as signed integers), then the window: at least the
+  // last 256 replies survive a crash and answer their retries; the oldest are gone from the store.
+  b::SessionReply s;
+  auto c = session(12, 4, &s);
+  const std::uint64_t base = (std::uint64_t{1} << 63) - 200;
+  std::vector<Id> ids;
+  for (std::uint64_t i = 0; i < 400; ++i) {
+    if (i % 2 == 0) {
+      auto r = c->call(base + i, b::AllocRequest{1, 0xFFFFF});
+      ASSERT_EQ(r.status, 0) << i;
+      ids.push_back(std::get<b::AllocReply>(r.body).id);
+    } else {
+      ASSERT_EQ(c->call(base + i, b::FreeRequest{ids.back()}).status, 0) << i;
+    }
+  }
+  c.reset();
+  d_.kill9();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((d_.state_dir() + "/ioasidd.sqlite3").c_str(), &db,
+                              SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT request_id FROM replies WHERE vm_token = 12", -1, &st,
+                                 nullptr),
+              SQLITE_OK);
+    std::set<std::uint64_t> kept;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      kept.insert(static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    // OPEN_SESSION's (its id is below base), the oldest of all, went first.
+    ASSERT_FALSE(kept.empty());
+    EXPECT_GE(*kept.begin(), base);
+    EXPECT_GE(kept.size(), 256u);
+    EXPECT_LE(kept.size(), 256u + 32u);
+    // Exactly the newest ones: a contiguous run ending with the last request.
+    EXPECT_EQ(*kept.rbegin(), base + 399);
+    EXPECT_EQ(*kept.begin(), base + 400 - kept.size());
+  }
+  ASSERT_TRUE(d_.start());
+  RawConn r(d_.socket());
+  r.hello();
+  ASSERT_EQ(r.call(next(), b::ResumeRequest{12, s.resume_token}).status, 0);
+  // The last ALLOC's retry gets its original answer, not a new PASID.
+  auto again = r.call(base + 398, b::AllocRequest{1, 0xFFFFF});
+  ASSERT_EQ(again.status, 0);
+  EXPECT_EQ(std::get<b::AllocReply>(again.body).id, ids.back());
+  EXPECT_EQ(std::get<b::SetInfoReply>(r.call(next(), b::SetInfoRequest{}).body).set.count, 0u);
 }
 
 TEST_F(DaemonTest, RetriedOpenSessionGetsItsOriginalReply) {
@@ -590,12 +717,33 @@ TEST(DaemonCli, SocketActivation) {
   EXPECT_TRUE(std::filesystem::exists(d.socket()));  // systemd's socket: not removed
 }
 
+TEST(DaemonCli, SecondDaemonOnTheSameStateIsRefused) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  std::string out;
+  const int st =
+      run_daemon_to_exit({"--socket", d.dir() + "/other.sock", "--state-dir", d.state_dir()}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  EXPECT_NE(out.find("another ioasidd uses this state"), std::string::npos) << out;
+  // The first one is unaffected, and its successor gets the state once it is gone.
+  RawConn c(d.socket());
+  EXPECT_EQ(c.hello(), bw::kAllFeatures);
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
+  ASSERT_TRUE(d.start());
+}
+
 TEST(DaemonCli, PrintCapabilitiesAndBadArguments) {
   std::string out;
   int st = run_daemon_to_exit({"--print-capabilities"}, &out);
   EXPECT_EQ(WEXITSTATUS(st), 0);
   EXPECT_NE(out.find("\"protocol_version\": 1"), std::string::npos) << out;
   EXPECT_NE(out.find("\"resume\""), std::string::npos);
+  EXPECT_NE(out.find("\"durability\": \"sqlite-wal\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"version\": \"0.1.0\""), std::string::npos) << out;
+  out.clear();
+  st = run_daemon_to_exit({"--print-capabilities", "--no-sync"}, &out);
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_NE(out.find("\"durability\": \"none\""), std::string::npos) << out;
   out.clear();
   st = run_daemon_to_exit({"--id-bits", "40"}, &out);
   EXPECT_EQ(WEXITSTATUS(st), 2);

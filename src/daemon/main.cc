@@ -26,6 +26,7 @@
 #include "daemon/policy.hpp"
 #include "daemon/server.hpp"
 #include "daemon/store.hpp"
+#include "ioasid/ioasid.h"
 
 namespace {
 
@@ -47,6 +48,8 @@ int die(int code, fmt::format_string<Args...> f, Args&&... args) {
 std::string capabilities(const ServerConfig& c) {
   nlohmann::json j;
   j["name"] = "ioasidd";
+  j["version"] =
+      fmt::format("{}.{}.{}", IOASID_VERSION_MAJOR, IOASID_VERSION_MINOR, IOASID_VERSION_PATCH);
   j["protocol_version"] = bw::kProtocolVersion;
   j["features"] = {"spid", "resume", "admin"};
   j["feature_bits"] = bw::kAllFeatures;
@@ -56,7 +59,7 @@ std::string capabilities(const ServerConfig& c) {
   j["capacity"] = c.capacity;
   j["grace_seconds"] = c.grace_seconds;
   j["max_sessions_per_client"] = c.max_sessions_per_client;
-  j["durability"] = "sqlite-wal";
+  j["durability"] = c.no_sync ? "none" : "sqlite-wal";
   return j.dump(2);
 }
 
@@ -145,6 +148,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kExitUsage;
   }
+  config.no_sync = no_sync;
+  config.daemon_version = IOASID_VERSION;
   if (print_caps) {
     fmt::print("{}\n", capabilities(config));
     return 0;

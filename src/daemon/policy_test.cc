@@ -111,6 +111,9 @@ TEST_F(PolicyDaemonTest, CredentialsThePolicyDoesNotNameAreRefused) {
   EXPECT_EQ(c.call(4, b::StatsRequest{}).status, -EPERM);
   EXPECT_EQ(c.call(5, b::ListSetsRequest{0, 0}).status, -EPERM);
   EXPECT_EQ(c.call(6, b::SetQuotaRequest{1, 3}).status, -EPERM);
+  EXPECT_EQ(c.call(7, b::StatusRequest{}).status, -EPERM);
+  EXPECT_EQ(c.call(8, b::QueryIdRequest{1}).status, -EPERM);
+  EXPECT_EQ(c.call(9, b::ListIdsRequest{1, 0, 0}).status, -EPERM);
   d_.stop();
 }
 

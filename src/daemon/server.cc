@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 
 namespace ioasid::daemon {
 
@@ -54,6 +55,8 @@ struct Session {
 namespace {
 
 constexpr std::size_t kMaxInBuffer = 2 * b::kMaxFrame;
+// Stored replies beyond replies_kept before the oldest are pruned (ServerConfig::replies_kept).
+constexpr std::size_t kReplyPruneBatch = 32;
 
 template <class... Args>
 void log(int level, fmt::format_string<Args...> f, Args&&... args) {
@@ -121,7 +124,8 @@ std::int64_t realtime_ms() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
-Server::Server(ServerConfig config, Store* store) : config_(std::move(config)), store_(store) {}
+Server::Server(ServerConfig config, Store* store)
+    : config_(std::move(config)), store_(store), started_ms_(realtime_ms()) {}
 
 Server::~Server() {
   for (auto& [fd, c] : conns_) ::close(fd);
@@ -387,20 +391,23 @@ void Server::accept_all() {
 
 void Server::read_conn(Conn& c) {
   if (c.eof || c.dead) return;
+  // Received into one scratch buffer and appended: growing c.in by a whole 64 KiB before each
+  // recv would zero it every time (a memset per request on the round-trip path).
+  if (scratch_.empty()) scratch_.resize(64 * 1024);
   while (c.pending_in() < kMaxInBuffer) {
     if (c.in_off > 0 && c.in_off == c.in.size()) {
       c.in.clear();
       c.in_off = 0;
     }
-    const std::size_t old = c.in.size();
-    const std::size_t want = std::min<std::size_t>(64 * 1024, kMaxInBuffer - c.pending_in());
-    c.in.resize(old + want);
-    const ssize_t n = ::recv(c.fd, c.in.data() + old, want, 0);
+    const std::size_t want = std::min(scratch_.size(), kMaxInBuffer - c.pending_in());
+    const ssize_t n = ::recv(c.fd, scratch_.data(), want, 0);
     if (n > 0) {
-      c.in.resize(old + static_cast<std::size_t>(n));
+      c.in.insert(c.in.end(), scratch_.begin(), scratch_.begin() + n);
+      // A short read drained the socket: no second recv just to see EAGAIN (the level-triggered
+      // epoll reports what arrives later, an end of stream included).
+      if (static_cast<std::size_t>(n) < want) return;
       continue;
     }
-    c.in.resize(old);
     if (n < 0 && (errno == EINTR)) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     c.eof = true;  // 0: orderly close; < 0: reset
@@ -511,10 +518,20 @@ void Server::send(Conn& c, std::uint64_t rid, const b::Reply& r, Session* store_
   need_txn();
   if (!store_->put_reply(store_for->vm, rid, frame)) fatal("store: " + store_->last_error());
   store_for->replies[rid] = std::move(frame);
-  while (store_for->replies.size() > config_.replies_kept) {
-    const std::uint64_t oldest = store_for->replies.begin()->first;
-    if (!store_->delete_reply(store_for->vm, oldest)) fatal("store: " + store_->last_error());
-    store_for->replies.erase(store_for->replies.begin());
+  // Pruned kReplyPruneBatch at a time: the oldest replies sit in another B-tree page than the
+  // newest, so pruning one per request would write one more page in every transaction.
+  // One range DELETE: the map and the table hold the same ids, so the map's oldest ones are the
+  // table's rows from the first id to the last one pruned.
+  auto& kept = store_for->replies;
+  if (kept.size() > config_.replies_kept + kReplyPruneBatch) {
+    auto end = kept.begin();
+    std::advance(end, static_cast<std::ptrdiff_t>(kept.size() - config_.replies_kept));
+    const std::uint64_t first = kept.begin()->first;
+    const std::uint64_t last = std::prev(end)->first;
+    if (!store_->delete_replies(store_for->vm, first, last)) {
+      fatal("store: " + store_->last_error());
+    }
+    kept.erase(kept.begin(), end);
   }
 }
 
@@ -671,8 +688,10 @@ void Server::teardown(Session& s) {
   // own set), so the VM's end drops them all: unbind, put, and the last put frees each ID (FREE
   // notified); the set is then empty and destroyed at once.
   auto ids = space_->list_ids(s.set);
+  std::vector<Id> held;
   if (ids) {
     for (const IdInfo& info : *ids) {
+      held.push_back(info.id);
       for (std::uint32_t i = 0; i < info.binds; ++i) (void)space_->unbind(s.set, info.id);
       for (std::uint32_t i = 0; i <= info.refs + 1; ++i) {
         auto p = space_->put(s.set, info.id);
@@ -683,7 +702,7 @@ void Server::teardown(Session& s) {
   auto destroyed = space_->destroy_set(s.set);
   if (!destroyed || !*destroyed) log(3, "VM {}: set not destroyed at once", s.vm);
   need_txn();
-  if (!store_->delete_session(s.vm)) fatal("store: " + store_->last_error());
+  if (!store_->delete_session(s.vm, held)) fatal("store: " + store_->last_error());
   if (s.conn != nullptr) s.conn->session = nullptr;
   sessions_.erase(s.vm);
 }
@@ -722,9 +741,7 @@ void Server::execute(Conn& c, std::uint64_t rid, const b::Request& req) {
   if (b::needs_session(t) && c.session == nullptr) {
     return send(c, rid, b::error_reply(type, Errc::permission_denied));
   }
-  const bool admin_req = t == MsgType::list_sets || t == MsgType::list_ids ||
-                         t == MsgType::set_quota || t == MsgType::stats;
-  if (admin_req && !config_.policy.is_admin(c.cred)) {
+  if (b::is_admin(t) && !config_.policy.is_admin(c.cred)) {
     return send(c, rid, b::error_reply(type, Errc::permission_denied));
   }
   Session* s = c.session;
@@ -869,6 +886,30 @@ void Server::execute(Conn& c, std::uint64_t rid, const b::Request& req) {
           std::count_if(sessions_.begin(), sessions_.end(),
                         [](const auto& kv) { return kv.second->conn == nullptr; }));
       return ok(r, kInvalidId);
+    }
+    case MsgType::status: {
+      b::StatusReply r;
+      r.daemon_version = config_.daemon_version;
+      r.pid = static_cast<std::uint32_t>(::getpid());
+      r.started_ms = static_cast<std::uint64_t>(started_ms_);
+      r.id_bits = config_.id_bits;
+      r.no_sync = config_.no_sync;
+      r.grace_seconds = config_.grace_seconds;
+      r.max_sessions_per_client = config_.max_sessions_per_client;
+      r.max_clients = config_.max_clients;
+      r.max_output = config_.max_output;
+      return ok(r, kInvalidId);
+    }
+    case MsgType::query_id: {
+      // The owner is the one session whose set the ID belongs to: O(sessions), an admin request.
+      const Id id = std::get<b::QueryIdRequest>(req).id;
+      auto any = space_->query(SetId::any(), id);
+      if (!any) return err(any.error());
+      for (const auto& [vm, session] : sessions_) {
+        if (auto q = space_->query(session->set, id))
+          return ok(b::QueryIdReply{vm, *q}, kInvalidId);
+      }
+      return err(Errc::not_found);  // live but in no session's set: cannot happen in ioasidd
     }
     default:
       return err(Errc::unsupported);

@@ -35,7 +35,9 @@ struct ServerConfig {
   std::uint32_t max_inflight = 32;             // per connection and loop iteration
   std::size_t max_output = 1 << 20;            // unsent reply bytes before a client is paused
   std::uint32_t max_clients = 1024;            // connections; more are closed at accept
-  std::uint32_t replies_kept = 256;            // stored replies per session (exactly-once window)
+  std::uint32_t replies_kept = 256;  // stored replies per session at least (exactly-once window)
+  bool no_sync = false;              // the store runs with synchronous=OFF (STATUS says so)
+  std::uint32_t daemon_version = 0;  // (major << 16) | (minor << 8) | patch, for STATUS
   Policy policy;
 };
 
@@ -95,6 +97,8 @@ class Server {
   std::map<int, std::unique_ptr<Conn>> conns_;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   broker::DaemonStats stats_{};
+  std::int64_t started_ms_ = 0;     // CLOCK_REALTIME ms when created (STATUS)
+  std::vector<std::byte> scratch_;  // recv buffer, appended to the connection's
 };
 
 // CLOCK_REALTIME in milliseconds (deadlines are stored, so they must survive a reboot).

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// store.hpp: ioasidd's durable state, one SQLite database (WAL, synchronous=FULL) in the state
-// directory. It mirrors the daemon's logical state row by row (sessions, live IDs, stored replies
-// for exactly-once); the in-memory Space is rebuilt from it at start. docs/daemon.md gives the
-// schema and why it is state-based rather than an operation log.
+// store.hpp: ioasidd's durable state, one SQLite database (WAL, synchronous=FULL, exclusive
+// locking) in the state directory. It mirrors the daemon's logical state row by row (sessions, live
+// IDs, stored replies for exactly-once); the in-memory Space is rebuilt from it at start.
+// docs/daemon.md gives the schema and why it is state-based rather than an operation log.
 //
 // Transactions: the server opens one with begin() at the first change of a loop iteration and
 // ends it with commit() before any reply of that iteration is sent (group commit). Every write
@@ -18,6 +18,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -72,13 +73,15 @@ class Store {
   bool put_session(const StoredSession& s);
   bool set_session_quota(std::uint64_t vm, std::uint32_t quota);
   bool set_session_deadline(std::uint64_t vm, std::int64_t deadline_ms);
-  // Deletes the session, its IDs and its stored replies.
-  bool delete_session(std::uint64_t vm);
+  // Deletes the session, its IDs (every ID it held, which the caller knows) and its stored
+  // replies.
+  bool delete_session(std::uint64_t vm, std::span<const Id> ids);
   bool put_id(std::uint64_t vm, const IdInfo& info);
   bool delete_id(Id id);
   bool put_reply(std::uint64_t vm, std::uint64_t request_id, const std::vector<std::byte>& frame);
-  // Deletes one stored reply (the oldest of a session once it holds its bound).
-  bool delete_reply(std::uint64_t vm, std::uint64_t request_id);
+  // Deletes the stored replies of a session whose request ids are in [first, last] (inclusive,
+  // unsigned: the oldest ones once the session holds more than its bound).
+  bool delete_replies(std::uint64_t vm, std::uint64_t first, std::uint64_t last);
 
   [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
 
@@ -97,12 +100,13 @@ class Store {
   sqlite3_stmt* set_quota_ = nullptr;
   sqlite3_stmt* set_deadline_ = nullptr;
   sqlite3_stmt* del_session_ = nullptr;
-  sqlite3_stmt* del_session_ids_ = nullptr;
   sqlite3_stmt* del_session_replies_ = nullptr;
   sqlite3_stmt* put_id_ = nullptr;
   sqlite3_stmt* del_id_ = nullptr;
   sqlite3_stmt* put_reply_ = nullptr;
   sqlite3_stmt* prune_ = nullptr;
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
 };
 
 }  // namespace ioasid::daemon

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // test_daemon.hpp: test support for ioasidd: starts the built daemon (IOASIDD_PATH, a compile
 // definition) as a real child process with its state in a temporary directory, waits for its
-// sd_notify READY=1 on a private NOTIFY_SOCKET, stops or kills it; and a raw protocol connection
-// for byte-level tests. Header-only, shared by the daemon and client test suites.
+// sd_notify READY=1 on a private NOTIFY_SOCKET, stops or kills it; a raw protocol connection
+// for byte-level tests; and run_program() for the tools (ioasidctl, ioasid-load) as subprocesses.
+// Header-only, shared by the daemon, client, ioasidctl and load generator test suites.
 #pragma once
 
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -177,6 +179,75 @@ inline int run_daemon_to_exit(const std::vector<std::string>& extra, std::string
   int status = 0;
   ::waitpid(pid, &status, 0);
   return status;
+}
+
+// What a program run by run_program() did.
+struct ProgramResult {
+  int status = -1;  // wait status
+  std::string out;  // stdout
+  std::string err;  // stderr
+  [[nodiscard]] int exit_code() const { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+};
+
+// Runs path with args to completion, stdin from /dev/null, capturing stdout and stderr. env holds
+// "NAME=value" entries to set and "NAME" entries to unset in the child. before_exec (if any) runs
+// in the child just before execv (e.g. to drop privileges).
+inline ProgramResult run_program(const std::string& path, const std::vector<std::string>& args,
+                                 const std::vector<std::string>& env = {},
+                                 void (*before_exec)() = nullptr) {
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) std::abort();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    const int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    for (const std::string& e : env) {
+      const auto eq = e.find('=');
+      if (eq == std::string::npos) {
+        ::unsetenv(e.c_str());
+      } else {
+        ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
+      }
+    }
+    if (before_exec != nullptr) before_exec();
+    std::vector<std::string> all = {path};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  ProgramResult r;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  ::waitpid(pid, &r.status, 0);
+  return r;
 }
 
 // A raw protocol connection (blocking, with a receive timeout).

@@ -3,7 +3,9 @@
 // guest memory two processes can share.
 #include "ioasid/guest_memory.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <new>
@@ -33,9 +35,12 @@ Result<MemfdRegion> MemfdRegion::create(std::uint64_t size, const char* name) {
   if (size == 0) return fail(Errc::invalid_argument);
   const auto page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
   size = (size + page - 1) / page * page;
-  const int fd = memfd_create(name, MFD_CLOEXEC);
+  const int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return fail(Errc::io_error);
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+  // Sealed against shrinking: a process the fd is shared with cannot truncate the memory under a
+  // mapping (the next access would be SIGBUS in every process that maps it).
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
     close(fd);
     return fail(Errc::io_error);
   }
@@ -51,6 +56,16 @@ Result<MemfdRegion> MemfdRegion::map(int fd, std::uint64_t size) {
   if (size == 0) return fail(Errc::invalid_argument);
   const int own = dup(fd);
   if (own < 0) return fail(Errc::io_error);
+  // A file shorter than the mapping would turn accesses past its end into SIGBUS.
+  struct stat st;
+  if (fstat(own, &st) != 0) {
+    close(own);
+    return fail(Errc::io_error);
+  }
+  if (st.st_size < 0 || static_cast<std::uint64_t>(st.st_size) < size) {
+    close(own);
+    return fail(Errc::invalid_argument);
+  }
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0);
   if (p == MAP_FAILED) {
     close(own);

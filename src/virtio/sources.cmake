@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-# virtio-iommu (issue 4): the wire layer (request parser, encoders). The status codes for host
-# errors are a column of the central error table (src/common/errc.cc). The device model core
-# (IommuDevice, include/ioasid/virtio_iommu_device.hpp); the virtqueue and guest driver add their
-# sources here as they land.
+# virtio-iommu (issue 4): the wire layer (request parser, encoders) and the device model core
+# (IommuDevice, include/ioasid/virtio_iommu_device.hpp). The status codes for host errors are a
+# column of the central error table (src/common/errc.cc).
 target_sources(ioasid_objects PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/request_parser.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/virtio/iommu_device.cc)

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -113,11 +114,15 @@ TEST(VirtioConcurrencyTest, DeviceThreadAgainstGuestThreads) {
     }
   });
   for (auto& th : threads) th.join();
-  // Faults raised after the reaper's last look are still queued: reap them now.
-  const std::uint64_t dropped = dev1.stats().faults_dropped;  // the device's queue was full
-  for (int i = 0; i < 1000 && events.load() + dropped < kOps; ++i) {
+  // Faults raised after the reaper's last look are still queued: reap them now. The worker thread
+  // delivers them when it next runs, which on a loaded machine can take longer than a fixed number
+  // of yields: wait for them by time (bounded, so a lost event still fails the test).
+  std::uint64_t dropped = dev1.stats().faults_dropped;  // the device's queue was full
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (events.load() + dropped < kOps && std::chrono::steady_clock::now() < until) {
     while (d1.pop_event()) events.fetch_add(1);
-    std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    dropped = dev1.stats().faults_dropped;
   }
   EXPECT_FALSE(failed.load());
   EXPECT_EQ(events.load() + dropped, static_cast<std::uint64_t>(kOps));

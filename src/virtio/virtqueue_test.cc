@@ -5,6 +5,9 @@
 // broken-transport case (the queue faults, stops, and never touches memory outside the guest's).
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <array>
 #include <cstring>
@@ -110,6 +113,27 @@ TEST(GuestMemoryTest, BoundsAndOverflow) {
   std::array<std::byte, 4> out{};
   EXPECT_FALSE(m.read(0x20fe, out));
   EXPECT_TRUE(m.write(0x20fc, out));
+}
+
+// A memfd region cannot be shrunk under its mappings (sealed), and mapping a file shorter than the
+// mapping is refused rather than left to raise SIGBUS on the first access past its end.
+TEST(MemfdRegionTest, SealedAgainstShrinkingAndMapChecksTheSize) {
+  auto r = MemfdRegion::create(8192);
+  ASSERT_TRUE(r);
+  EXPECT_NE(ftruncate(r->fd(), 4096), 0);
+  EXPECT_EQ(errno, EPERM);
+  auto same = MemfdRegion::map(r->fd(), 8192);
+  ASSERT_TRUE(same);
+  same->data()[100] = std::byte{7};
+  EXPECT_EQ(r->data()[100], std::byte{7});  // one memory, two mappings
+  EXPECT_EQ(MemfdRegion::map(r->fd(), 8193).error(), Errc::invalid_argument);
+  EXPECT_EQ(MemfdRegion::map(r->fd(), 0).error(), Errc::invalid_argument);
+  EXPECT_EQ(MemfdRegion::map(-1, 4096).error(), Errc::io_error);
+  const int unsealed = memfd_create("short", MFD_CLOEXEC);
+  ASSERT_GE(unsealed, 0);
+  ASSERT_EQ(ftruncate(unsealed, 4096), 0);
+  EXPECT_EQ(MemfdRegion::map(unsealed, 8192).error(), Errc::invalid_argument);
+  close(unsealed);
 }
 
 TEST(VirtqueueLayoutTest, Validity) {

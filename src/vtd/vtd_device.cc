@@ -49,7 +49,8 @@ constexpr std::uint64_t kLow32 = 0xFFFFFFFFu;
 }  // namespace
 
 struct VtdVcmdDevice::Impl {
-  Impl(HostBackend& b, const VtdVcmdDeviceOptions& o) noexcept
+  // May throw std::bad_alloc (condition_variable_any allocates its internal mutex).
+  Impl(HostBackend& b, const VtdVcmdDeviceOptions& o)
       : backend(b), opts(o), l(wire::vtd::layout_spec(o.layout)) {}
 
   HostBackend& backend;
@@ -255,18 +256,24 @@ Result<std::unique_ptr<VtdVcmdDevice>> VtdVcmdDevice::create(
       options.pasid_max > wire::vtd::kVcmdPasidMax || options.pasid_min > options.pasid_max) {
     return fail(Errc::invalid_argument);
   }
-  std::unique_ptr<Impl> impl(new (std::nothrow) Impl(backend, options));
-  if (!impl) return fail(Errc::no_memory);
+  std::unique_ptr<Impl> impl;
+  try {
+    impl.reset(new Impl(backend, options));
+  } catch (const std::bad_alloc&) {
+    return fail(Errc::no_memory);
+  }
+  // The device owns the Impl before the worker starts, so that every failure path below destroys
+  // an Impl without a running thread (a joinable std::thread would terminate the process).
+  std::unique_ptr<VtdVcmdDevice> dev(new (std::nothrow) VtdVcmdDevice(std::move(impl)));
+  if (!dev) return fail(Errc::no_memory);
   if (options.completion == VtdCompletion::asynchronous) {
     try {
-      Impl* p = impl.get();
-      impl->worker = std::thread([p] { p->worker_loop(); });
+      Impl* p = dev->impl_.get();
+      p->worker = std::thread([p] { p->worker_loop(); });
     } catch (...) {
-      return fail(Errc::io_error);
+      return fail(Errc::io_error);  // out of memory or threads; dev goes without a worker
     }
   }
-  std::unique_ptr<VtdVcmdDevice> dev(new (std::nothrow) VtdVcmdDevice(std::move(impl)));
-  if (!dev) return fail(Errc::no_memory);  // impl (and its worker) went with the moved pointer
   return dev;
 }
 

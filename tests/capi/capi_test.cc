@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <set>
 #include <string>
@@ -85,7 +86,7 @@ TEST(CapiVersion, MatchesHeader) {
 TEST(CapiStrerror, EveryLibraryErrnoHasADescription) {
   const int errs[] = {EINVAL, ERANGE, ENOENT,     ENOSPC,    EDQUOT,    EBUSY,
                       EEXIST, EAGAIN, ENOMEM,     EDEADLK,   EOVERFLOW, E2BIG,
-                      EIO,    EACCES, EOPNOTSUPP, ETIMEDOUT, EPERM};
+                      EIO,    EACCES, EOPNOTSUPP, ETIMEDOUT, EPERM,     EBADF};
   std::set<std::string> seen;
   for (int e : errs) {
     const char* s = ioasid_strerror(-e);
@@ -976,6 +977,181 @@ TEST_F(CapiTest, BackendActsOnItsSet) {
   ioasid_backend_destroy(nullptr);
 }
 
+// Query, references, SPID lookup and set info: every HostBackend call through a local backend.
+TEST_F(CapiTest, BackendQueryReferencesAndSetInfo) {
+  ioasid_backend* be = nullptr;
+  ASSERT_EQ(ioasid_backend_local_create(space_, a_, &be), 0);
+  ioasid_t id = 0;
+  ASSERT_EQ(ioasid_backend_alloc(be, 1, 100, &id), 0);
+
+  ioasid_id_info info;
+  std::memset(&info, 0xAB, sizeof(info));
+  ASSERT_EQ(ioasid_backend_query(be, id, &info), 0);
+  EXPECT_EQ(info.id, id);
+  EXPECT_EQ(info.state, uint32_t{IOASID_ID_ACTIVE});
+  EXPECT_EQ(info.refs, 1u);
+  EXPECT_EQ(info.binds, 0u);
+  EXPECT_EQ(info.spid, IOASID_INVALID);
+  EXPECT_EQ(info.reserved0, 0u);
+
+  ASSERT_EQ(ioasid_backend_bind(be, id, 77), 0);
+  ASSERT_EQ(ioasid_backend_get(be, id), 0);
+  ASSERT_EQ(ioasid_backend_query(be, id, &info), 0);
+  EXPECT_EQ(info.refs, 3u);
+  EXPECT_EQ(info.binds, 1u);
+  EXPECT_EQ(info.spid, 77u);
+  ioasid_t found = 0;
+  ASSERT_EQ(ioasid_backend_find_by_spid(be, 77, &found), 0);
+  EXPECT_EQ(found, id);
+
+  ioasid_set_info si;
+  ASSERT_EQ(ioasid_backend_set_info(be, &si), 0);
+  EXPECT_EQ(si.set, a_);
+  EXPECT_EQ(si.owner_token, 100u);
+  EXPECT_EQ(si.quota, 64u);
+  EXPECT_EQ(si.count, 1u);
+  EXPECT_EQ(si.bound, 1u);
+  EXPECT_EQ(si.dying, 0u);
+
+  // The same through the space's query.
+  ioasid_id_info sq;
+  ASSERT_EQ(ioasid_query(space_, IOASID_SET_ANY, id, &sq), 0);
+  EXPECT_EQ(std::memcmp(&sq, &info, sizeof(sq)), 0);
+  EXPECT_EQ(ioasid_query(space_, b_, id, &sq), -ENOENT);  // another set's
+  EXPECT_EQ(ioasid_query(space_, a_, 0x100000, &sq), -ERANGE);
+  EXPECT_EQ(ioasid_query(space_, a_, id, nullptr), -EINVAL);
+  EXPECT_EQ(ioasid_query(nullptr, a_, id, &sq), -EINVAL);
+
+  // FREE_PENDING: freed by the owner, still referenced by the bind and the get.
+  ASSERT_EQ(ioasid_backend_free(be, id), 0);
+  ASSERT_EQ(ioasid_backend_query(be, id, &info), 0);
+  EXPECT_EQ(info.state, uint32_t{IOASID_ID_FREE_PENDING});
+  EXPECT_EQ(info.refs, 2u);
+  EXPECT_EQ(ioasid_backend_get(be, id), -EBUSY);
+  EXPECT_EQ(ioasid_backend_bind(be, id, IOASID_INVALID), -EBUSY);
+  EXPECT_EQ(ioasid_backend_free(be, id), -EBUSY);
+  bool released = true;
+  ASSERT_EQ(ioasid_backend_put(be, id, &released), 0);
+  EXPECT_FALSE(released);
+  ASSERT_EQ(ioasid_backend_unbind(be, id), 0);  // the last reference: released
+  std::memset(&info, 0xCD, sizeof(info));
+  const ioasid_id_info before = info;
+  EXPECT_EQ(ioasid_backend_query(be, id, &info), -ENOENT);
+  EXPECT_EQ(std::memcmp(&info, &before, sizeof(info)), 0);          // untouched on failure
+  EXPECT_EQ(ioasid_backend_find_by_spid(be, 77, &found), -ENOENT);  // the spid went with it
+  EXPECT_EQ(ioasid_backend_put(be, id, &released), -ENOENT);
+  EXPECT_EQ(ioasid_backend_get(be, id), -ENOENT);
+
+  // put of the only reference releases; the flag is optional.
+  ASSERT_EQ(ioasid_backend_alloc(be, 1, 100, &id), 0);
+  ASSERT_EQ(ioasid_backend_put(be, id, &released), 0);
+  EXPECT_TRUE(released);
+  ASSERT_EQ(ioasid_backend_alloc(be, 1, 100, &id), 0);
+  ASSERT_EQ(ioasid_backend_put(be, id, nullptr), 0);
+
+  // Outside the space.
+  EXPECT_EQ(ioasid_backend_query(be, 0x100000, &info), -ERANGE);
+  EXPECT_EQ(ioasid_backend_get(be, 0x100000), -ERANGE);
+  EXPECT_EQ(ioasid_backend_put(be, 0x100000, &released), -ERANGE);
+  EXPECT_EQ(ioasid_backend_free(be, 0x100000), -ERANGE);
+  EXPECT_EQ(ioasid_backend_unbind(be, 0x100000), -ERANGE);
+  ASSERT_EQ(ioasid_backend_alloc(be, 1, 100, &id), 0);
+  EXPECT_EQ(ioasid_backend_bind(be, id, 0x100000), -ERANGE);  // spid outside the space
+  EXPECT_EQ(ioasid_backend_bind(be, 0x100000, 1), -ERANGE);
+  // spid conflicts.
+  ioasid_t id2 = 0;
+  ASSERT_EQ(ioasid_backend_alloc(be, 1, 100, &id2), 0);
+  ASSERT_EQ(ioasid_backend_bind(be, id, 5), 0);
+  EXPECT_EQ(ioasid_backend_bind(be, id2, 5), -EEXIST);
+  EXPECT_EQ(ioasid_backend_bind(be, id, 6), -EEXIST);
+
+  // Another set's IDs and SPIDs look missing.
+  const ioasid_t other = alloc(b_);
+  ASSERT_EQ(ioasid_bind(space_, b_, other, 9), 0);
+  EXPECT_EQ(ioasid_backend_query(be, other, &info), -ENOENT);
+  EXPECT_EQ(ioasid_backend_get(be, other), -ENOENT);
+  EXPECT_EQ(ioasid_backend_put(be, other, &released), -ENOENT);
+  EXPECT_EQ(ioasid_backend_find_by_spid(be, 9, &found), -ENOENT);
+
+  // NULL handles and out-parameters.
+  EXPECT_EQ(ioasid_backend_query(nullptr, id, &info), -EINVAL);
+  EXPECT_EQ(ioasid_backend_query(be, id, nullptr), -EINVAL);
+  EXPECT_EQ(ioasid_backend_find_by_spid(nullptr, 5, &found), -EINVAL);
+  EXPECT_EQ(ioasid_backend_find_by_spid(be, 5, nullptr), -EINVAL);
+  EXPECT_EQ(ioasid_backend_set_info(nullptr, &si), -EINVAL);
+  EXPECT_EQ(ioasid_backend_set_info(be, nullptr), -EINVAL);
+  EXPECT_EQ(ioasid_backend_get(nullptr, id), -EINVAL);
+  EXPECT_EQ(ioasid_backend_put(nullptr, id, &released), -EINVAL);
+
+  // A dying set, then a destroyed one.
+  ASSERT_EQ(ioasid_get(space_, a_, id2), 0);  // keeps id2 FREE_PENDING through the destroy
+  bool gone = true;
+  ASSERT_EQ(ioasid_set_destroy(space_, a_, &gone), 0);
+  EXPECT_FALSE(gone);
+  ASSERT_EQ(ioasid_backend_set_info(be, &si), 0);
+  EXPECT_EQ(si.dying, 1u);
+  EXPECT_EQ(ioasid_backend_alloc(be, 1, 100, &id), -EBUSY);
+  ASSERT_EQ(ioasid_put(space_, IOASID_SET_ANY, id2, nullptr), 0);
+  ASSERT_EQ(ioasid_backend_unbind(be, id), 0);  // the last member is released: the set goes
+  std::memset(&si, 0xEE, sizeof(si));
+  const ioasid_set_info si_before = si;
+  EXPECT_EQ(ioasid_backend_set_info(be, &si), -ENOENT);
+  EXPECT_EQ(std::memcmp(&si, &si_before, sizeof(si)), 0);
+  EXPECT_EQ(ioasid_backend_alloc(be, 1, 100, &id), -ENOENT);
+  ioasid_backend_destroy(be);
+}
+
+// A notifier calling the backend of its own space: every mutating call is -EDEADLK.
+struct BackendReentry {
+  ioasid_backend* be = nullptr;
+  ioasid_t id = IOASID_INVALID;
+  int alloc_rc = 1, free_rc = 1, get_rc = 1, put_rc = 1, bind_rc = 1, unbind_rc = 1;
+  int query_rc = 1, set_info_rc = 1;
+  bool done = false;
+};
+void backend_reentrant_notifier(void* opaque, const ioasid_event* ev) {
+  auto* r = static_cast<BackendReentry*>(opaque);
+  if (r->done || ev->type != IOASID_EVENT_ALLOC) return;
+  r->done = true;
+  ioasid_t id = 0;
+  bool released = false;
+  ioasid_id_info info;
+  ioasid_set_info si;
+  r->alloc_rc = ioasid_backend_alloc(r->be, 1, 100, &id);
+  r->free_rc = ioasid_backend_free(r->be, ev->id);
+  r->get_rc = ioasid_backend_get(r->be, ev->id);
+  r->put_rc = ioasid_backend_put(r->be, ev->id, &released);
+  r->bind_rc = ioasid_backend_bind(r->be, ev->id, 3);
+  r->unbind_rc = ioasid_backend_unbind(r->be, ev->id);
+  r->query_rc = ioasid_backend_query(r->be, ev->id, &info);
+  r->set_info_rc = ioasid_backend_set_info(r->be, &si);
+}
+
+TEST_F(CapiTest, BackendFromANotifierGetsEdeadlk) {
+  BackendReentry r;
+  ASSERT_EQ(ioasid_backend_local_create(space_, a_, &r.be), 0);
+  uint64_t n = 0;
+  ASSERT_EQ(ioasid_notifier_register_owner(space_, 100, IOASID_EVENT_MASK(IOASID_EVENT_ALLOC),
+                                           backend_reentrant_notifier, &r, &n),
+            0);
+  const ioasid_t id = alloc(a_);
+  ASSERT_TRUE(r.done);
+  EXPECT_EQ(r.alloc_rc, -EDEADLK);
+  EXPECT_EQ(r.free_rc, -EDEADLK);
+  EXPECT_EQ(r.get_rc, -EDEADLK);
+  EXPECT_EQ(r.put_rc, -EDEADLK);
+  EXPECT_EQ(r.bind_rc, -EDEADLK);
+  EXPECT_EQ(r.unbind_rc, -EDEADLK);
+  // Queries read under the query lock, which a callback may take.
+  EXPECT_EQ(r.query_rc, 0);
+  EXPECT_EQ(r.set_info_rc, 0);
+  ioasid_id_info info;
+  ASSERT_EQ(ioasid_backend_query(r.be, id, &info), 0);
+  EXPECT_EQ(info.refs, 1u);  // nothing changed
+  ASSERT_EQ(ioasid_notifier_unregister(space_, n), 0);
+  ioasid_backend_destroy(r.be);
+}
+
 // ---- VT-d virtual command device model -----------------------------------------------------
 
 // The register layouts as a C VMM or guest sees them (VT-d 3.0 §10.4.43-45, 3.3 §10.4.43-46).
@@ -1159,6 +1335,138 @@ TEST_P(CapiVtdTest, IgnoredAccesses) {
   ioasid_vtd_device_destroy(d);
 }
 
+TEST_P(CapiVtdTest, StatsCountEveryKindOfAccess) {
+  ioasid_vtd_config c = vtd_config(r().layout);
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  ioasid_vtd_counters st;
+  std::memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  ASSERT_EQ(ioasid_vtd_stats(d, &st), 0);
+  EXPECT_EQ(st.size, sizeof(st));
+  EXPECT_EQ(st.commands, 0u);
+  EXPECT_EQ(st.reads, 0u);
+
+  const ioasid_t pasid = result(command(d, kCmdAlloc));  // 1 write, >= 1 read
+  EXPECT_EQ(sc(command(d, kCmdFree, pasid)), 0u);
+  EXPECT_EQ(sc(command(d, kCmdFree, pasid)), r().sc_no_pasid);
+  EXPECT_EQ(sc(command(d, 0x42)), 1u);                                     // undefined command
+  ioasid_vtd_mmio_write(d, r().vcmd, 8, (uint64_t{1} << 40) | kCmdAlloc);  // reserved bits
+  EXPECT_EQ(sc(ioasid_vtd_mmio_read(d, r().vcrsp, 8)), 0u);
+  ioasid_vtd_mmio_write(d, r().vcmd, 2, kCmdAlloc);  // odd size
+  ioasid_vtd_mmio_write(d, r().vcrsp, 8, 0);         // read-only
+  ioasid_vtd_mmio_write(d, 0x800, 8, 0);             // no register there
+  (void)ioasid_vtd_mmio_read(d, r().vcmd + 1, 4);    // unaligned
+  ioasid_vtd_mmio_write(d, r().vcmd + 4, 4, 0);      // high half without a low half
+  ASSERT_EQ(ioasid_set_quota(space_, a_, 1), 0);
+  EXPECT_EQ(sc(command(d, kCmdAlloc)), r().sc_no_pasid);  // quota (1 held)
+
+  ASSERT_EQ(ioasid_vtd_stats(d, &st), 0);
+  EXPECT_EQ(st.commands, 6u);
+  EXPECT_EQ(st.allocs, 2u);
+  EXPECT_EQ(st.alloc_no_pasid, 1u);
+  EXPECT_EQ(st.frees, 1u);
+  EXPECT_EQ(st.free_invalid_pasid, 1u);
+  EXPECT_EQ(st.undefined_cmds, 1u);
+  EXPECT_EQ(st.reserved_bits, 1u);
+  EXPECT_EQ(st.bad_accesses, 2u);
+  EXPECT_EQ(st.ro_writes, 1u);
+  EXPECT_EQ(st.unknown_accesses, 1u);
+  EXPECT_EQ(st.split_orphans, 1u);
+  EXPECT_EQ(st.ignored_busy, 0u);
+  EXPECT_EQ(st.ignored_disabled, 0u);
+  EXPECT_EQ(st.backend_errors, 0u);
+  EXPECT_EQ(st.backend_bad_answers, 0u);
+  EXPECT_GE(st.reads, 6u);
+  EXPECT_GE(st.writes, 6u);
+
+  // Size rules: too small is refused and nothing is written; a longer struct gets zeroes past
+  // the fields this library knows.
+  ioasid_vtd_counters small;
+  std::memset(&small, 0x5A, sizeof(small));
+  small.size = sizeof(small) - 8;
+  EXPECT_EQ(ioasid_vtd_stats(d, &small), -EINVAL);
+  EXPECT_EQ(small.commands, 0x5A5A5A5A5A5A5A5Aull);
+  struct Longer {
+    ioasid_vtd_counters st;
+    uint64_t future[2];
+  } big;
+  std::memset(&big, 0x5A, sizeof(big));
+  big.st.size = sizeof(big);
+  ASSERT_EQ(ioasid_vtd_stats(d, &big.st), 0);
+  EXPECT_EQ(big.st.commands, 6u);
+  EXPECT_EQ(big.future[0], 0u);
+  EXPECT_EQ(big.future[1], 0u);
+  EXPECT_EQ(ioasid_vtd_stats(d, nullptr), -EINVAL);
+  EXPECT_EQ(ioasid_vtd_stats(nullptr, &st), -EINVAL);
+  ioasid_vtd_device_destroy(d);
+}
+
+TEST_P(CapiVtdTest, VccapBitsAreTheConfiguredOnes) {
+  ioasid_vtd_config c = vtd_config(r().layout);
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  EXPECT_EQ(ioasid_vtd_vccap_bits(d), 1u);  // default: VCCAP.PAS
+  EXPECT_EQ(ioasid_vtd_vccap_bits(d), ioasid_vtd_mmio_read(d, r().vccap, 8));
+  ioasid_vtd_device_destroy(d);
+  c.vccap = 0x3;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  EXPECT_EQ(ioasid_vtd_vccap_bits(d), 0x3u);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vccap, 8), 0x3u);
+  ioasid_vtd_device_destroy(d);
+}
+
+// An allocator that holds the worker inside the backend call until released: the command stays
+// in progress (VCRSP.IP) for as long as the test wants.
+struct Gate {
+  std::atomic<bool> open{false};
+  std::atomic<bool> entered{false};
+  ioasid_t next = 1;
+};
+int gated_alloc(void* pdata, ioasid_t min, ioasid_t, ioasid_t* out) {
+  auto* g = static_cast<Gate*>(pdata);
+  g->entered.store(true);
+  while (!g->open.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  *out = g->next < min ? min : g->next;
+  g->next = *out + 1;
+  return 0;
+}
+void gated_free(void*, ioasid_t) {}
+
+TEST_P(CapiVtdTest, WaitIdle) {
+  // Immediate mode: never anything in progress.
+  ioasid_vtd_config c = vtd_config(r().layout);
+  ioasid_vtd_device* d = nullptr;
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  EXPECT_EQ(ioasid_vtd_wait_idle(d, 0), 0);
+  const uint64_t first = command(d, kCmdAlloc);
+  EXPECT_EQ(sc(first), 0u);
+  EXPECT_EQ(ioasid_vtd_wait_idle(d, 0), 0);
+  ioasid_vtd_device_destroy(d);
+  ASSERT_EQ(ioasid_backend_free(be_, result(first)), 0);
+  EXPECT_EQ(ioasid_vtd_wait_idle(nullptr, 1000), -EINVAL);
+
+  // Asynchronous mode with the backend held: -ETIMEDOUT until the command completes.
+  Gate gate;
+  const ioasid_allocator_ops ops = {gated_alloc, gated_free, &gate};
+  ASSERT_EQ(ioasid_allocator_register(space_, &ops), 0);  // the default one holds nothing
+  c = vtd_config(r().layout, IOASID_VTD_COMPLETION_ASYNC);
+  ASSERT_EQ(ioasid_vtd_device_create(be_, &c, &d), 0);
+  ioasid_vtd_mmio_write(d, r().vcmd, 8, kCmdAlloc);
+  EXPECT_EQ(ioasid_vtd_mmio_read(d, r().vcrsp, 8) & 1, 1u);    // IP
+  EXPECT_EQ(ioasid_vtd_wait_idle(d, 20'000'000), -ETIMEDOUT);  // 20 ms
+  gate.open.store(true);
+  EXPECT_EQ(ioasid_vtd_wait_idle(d, UINT64_MAX), 0);  // clamped, not overflowed
+  const uint64_t rsp = ioasid_vtd_mmio_read(d, r().vcrsp, 8);
+  EXPECT_EQ(rsp & 1, 0u);
+  EXPECT_EQ(sc(rsp), 0u);
+  EXPECT_TRUE(gate.entered.load());
+  EXPECT_EQ(result(rsp), 1u);
+  ioasid_vtd_device_destroy(d);
+  ASSERT_EQ(ioasid_backend_free(be_, 1), 0);
+  ioasid_allocator_unregister(space_, &ops);
+}
+
 INSTANTIATE_TEST_SUITE_P(Layouts, CapiVtdTest,
                          ::testing::Values(uint32_t{IOASID_VTD_LAYOUT_LEGACY},
                                            uint32_t{IOASID_VTD_LAYOUT_REV3_3}),
@@ -1228,6 +1536,7 @@ TEST(CapiVtd, NullDeviceIsHarmless) {
   ioasid_vtd_mmio_write(nullptr, 0xE00, 8, kCmdAlloc);
   EXPECT_EQ(ioasid_vtd_cap_bits(nullptr), 0u);
   EXPECT_EQ(ioasid_vtd_ecap_bits(nullptr), 0u);
+  EXPECT_EQ(ioasid_vtd_vccap_bits(nullptr), 0u);
   ioasid_vtd_device_destroy(nullptr);
 }
 

@@ -37,6 +37,16 @@ for f in "$prefix/include/ioasid/ioasid.h" "$prefix/include/ioasid/space.hpp" \
   [ -f "$f" ] || { echo "missing installed file: $f" >&2; exit 1; }
 done
 ls "$prefix/$libdir"/libioasid.so* >/dev/null
+# The programs and what runs them (dist/): ioasidd, ioasidctl, the systemd units, sysusers.
+for f in "$prefix/sbin/ioasidd" "$prefix/bin/ioasidctl"; do
+  [ -x "$f" ] || { echo "missing installed program: $f" >&2; exit 1; }
+done
+for f in "$prefix/lib/systemd/system/ioasidd.socket" "$prefix/lib/systemd/system/ioasidd.service" \
+         "$prefix/lib/systemd/system/ioasidctl-metrics.service" \
+         "$prefix/lib/systemd/system/ioasidctl-metrics.timer" "$prefix/lib/sysusers.d/ioasid.conf"; do
+  [ -f "$f" ] || { echo "missing installed file: $f" >&2; exit 1; }
+done
+"$prefix/bin/ioasidctl" --help >/dev/null
 
 step "configure the consumer with find_package(ioasid)"
 "$cmake" -S "$consumer_src" -B "$work/build" -G Ninja \

@@ -63,7 +63,8 @@ struct Header {
 
 inline constexpr unsigned kFSpid = 0;    // BIND with a guest PASID (BIND_F_SPID) and FIND
 inline constexpr unsigned kFResume = 1;  // resume tokens: OPEN_SESSION_F_RESUME, RESUME
-inline constexpr unsigned kFAdmin = 2;  // LIST_SETS, LIST_IDS, SET_QUOTA, STATS (policy permitting)
+// LIST_SETS, LIST_IDS, SET_QUOTA, STATS, STATUS, QUERY_ID (policy permitting).
+inline constexpr unsigned kFAdmin = 2;
 
 [[nodiscard]] constexpr std::uint64_t feature_bit(unsigned bit) noexcept {
   return std::uint64_t{1} << bit;
@@ -96,6 +97,8 @@ enum class MsgType : std::uint32_t {
   list_ids = 0x41,
   set_quota = 0x42,
   stats = 0x43,
+  status = 0x44,
+  query_id = 0x45,
 };
 
 [[nodiscard]] constexpr std::uint32_t to_u32(MsgType t) noexcept {
@@ -121,6 +124,10 @@ inline constexpr std::uint8_t kIdStateFreePending = 2;
 inline constexpr std::uint8_t kIdStateReserved = 3;
 inline constexpr std::uint8_t kSetStateAlive = 0;
 inline constexpr std::uint8_t kSetStateDying = 1;
+
+// StatusReply::flags.
+inline constexpr std::uint32_t kStatusFNoSync = 1u << 0;  // started with --no-sync: not durable
+inline constexpr std::uint32_t kStatusFMask = kStatusFNoSync;
 
 // A PASID field that holds no PASID (ioasid::kInvalidId).
 inline constexpr std::uint32_t kNoId = 0xFFFFFFFFu;
@@ -301,6 +308,26 @@ struct StatsReply {
   le64 reserved;
 };
 
+// STATUS (0x44): no payload. Reply body: the daemon's identity and configuration.
+struct StatusReply {
+  le32 daemon_version;  // (major << 16) | (minor << 8) | patch of the ioasid release
+  le32 pid;
+  le64 started_ms;  // CLOCK_REALTIME, milliseconds since the epoch, when it started serving
+  le32 id_bits;     // the space's width, [1, 32]
+  le32 flags;       // kStatusF*
+  le32 grace_seconds;
+  le32 max_sessions_per_client;
+  le32 max_clients;
+  le32 reserved;
+  le64 max_output;  // unsent reply bytes after which a client is paused
+};
+
+// QUERY_ID (0x45): any live PASID, whatever its set (request: IdReq). Reply body:
+struct QueryIdReply {
+  le64 vm_token;  // the owner
+  IdEntry entry;
+};
+
 // ---- list capacities
 // ---------------------------------------------------------------------------------
 
@@ -425,6 +452,20 @@ IOASID_BROKER_AT(StatsReply, clients, 88);
 IOASID_BROKER_AT(StatsReply, protocol_errors, 128);
 IOASID_BROKER_AT(StatsReply, journal_commit_ns, 144);
 IOASID_BROKER_AT(StatsReply, reserved, 152);
+IOASID_BROKER_WIRE(StatusReply, 48);
+IOASID_BROKER_AT(StatusReply, daemon_version, 0);
+IOASID_BROKER_AT(StatusReply, pid, 4);
+IOASID_BROKER_AT(StatusReply, started_ms, 8);
+IOASID_BROKER_AT(StatusReply, id_bits, 16);
+IOASID_BROKER_AT(StatusReply, flags, 20);
+IOASID_BROKER_AT(StatusReply, grace_seconds, 24);
+IOASID_BROKER_AT(StatusReply, max_sessions_per_client, 28);
+IOASID_BROKER_AT(StatusReply, max_clients, 32);
+IOASID_BROKER_AT(StatusReply, reserved, 36);
+IOASID_BROKER_AT(StatusReply, max_output, 40);
+IOASID_BROKER_WIRE(QueryIdReply, 32);
+IOASID_BROKER_AT(QueryIdReply, vm_token, 0);
+IOASID_BROKER_AT(QueryIdReply, entry, 8);
 
 static_assert(kMaxListSets == 1637 && kMaxListIds == 2730);
 static_assert((kProtocolVersion & ~kFlagVersionMask) == 0 && kProtocolVersion != 0);
