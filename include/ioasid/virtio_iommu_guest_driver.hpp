@@ -152,16 +152,22 @@ class IOASID_API VirtioIommuGuestDriver {
   // Sends one request (under mu_) and waits for its answer.
   Errc run_locked(std::span<const std::byte> readable, std::uint32_t writable_len,
                   Reply* reply) noexcept;
-  bool wait_locked(std::uint16_t head, std::chrono::steady_clock::time_point deadline,
-                   std::uint32_t* used) noexcept;
+  // Waits at most o_.timeout from the first look that finds no answer (the clock is read only
+  // then).
+  bool wait_locked(std::uint16_t head, std::uint32_t* used) noexcept;
   bool drain_stale_locked() noexcept;
   Result<void> simple(std::span<const std::byte> readable) noexcept;
+  Errc simple_raw(std::span<const std::byte> readable) noexcept;  // simple() without a Result
   void post_event_buffer(std::uint16_t slot) noexcept;
   [[gnu::format(printf, 3, 4)]] void log(LogLevel level, const char* fmt, ...) const noexcept;
 
   struct Counter {
     std::atomic<std::uint64_t> v{0};
     void inc() noexcept { v.fetch_add(1, std::memory_order_relaxed); }
+    // For a counter only written under mu_: no locked instruction.
+    void inc_locked() noexcept {
+      v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
     std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
   };
 
@@ -171,11 +177,15 @@ class IOASID_API VirtioIommuGuestDriver {
   const VirtioIommuGuestDriverOptions o_;
   AllocatorOps ops_;
 
-  mutable std::mutex mu_;  // one request at a time; queue and probe state
+  // One request at a time; queue and probe state. A futex word
+  // (src/common/internal/futex_mutex.hpp): one atomic instruction each way when uncontended.
+  mutable std::atomic<std::uint32_t> mu_{0};
   DriverQueue rq_, eq_;
   bool ready_ = false;
   bool broken_ = false;                           // NEEDS_RESET seen
   std::uint64_t rbuf_ = 0, wbuf_ = 0, ebuf_ = 0;  // guest addresses of the buffers
+  std::byte* rbuf_host_ = nullptr;                // their host pointers (regions are fixed)
+  std::byte* wbuf_host_ = nullptr;
   std::uint16_t stale_head_ = 0;
   std::uint8_t stale_type_ = 0;  // 0: none; else the type of a timed-out request
   std::mutex eq_mu_;             // event queue

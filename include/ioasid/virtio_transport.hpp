@@ -159,8 +159,9 @@ class IOASID_API VirtioTransport final : public VirtioDriverPort {
   bool write_config(std::uint32_t offset, std::span<const std::byte> in) noexcept;
 
   // ---- the device's side ----
-  // Processes queue: drains a request queue (one handle_request per chain, one publish per
-  // drain) or fills event buffers while the model has events. Returns the chains completed.
+  // Processes queue: drains a request queue (one handle_request per chain; used idx published
+  // once per pass over the ring, normally once per call, and at most one interrupt) or fills event
+  // buffers while the model has events. Returns the chains completed.
   // Does nothing unless DRIVER_OK is set, FAILED is not and the queue is enabled and unbroken.
   std::size_t process_queue(unsigned queue) noexcept;
   // Processes every queue with a recorded kick or event (deferred mode). Returns the chains.
@@ -178,19 +179,31 @@ class IOASID_API VirtioTransport final : public VirtioDriverPort {
   [[nodiscard]] VirtioTransportStats stats() const noexcept;
 
  private:
+  struct Queue;
   void reset_locked() noexcept;
   void interrupt(unsigned queue) noexcept;
   void record_kick(unsigned queue) noexcept;
+  // process_queue(); kicked: count a kick of an in-process notify() under the queue's lock.
+  std::size_t process(unsigned queue, bool kicked) noexcept;
+  std::size_t serve_requests(Queue& q, unsigned queue, bool* interrupt) noexcept;
 
   struct Counter {
     std::atomic<std::uint64_t> v{0};
     void inc() noexcept { v.fetch_add(1, std::memory_order_relaxed); }
+    // For a counter only ever written under one lock: no locked instruction.
+    void add_locked(std::uint64_t n) noexcept {
+      v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
     std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
   };
   struct Queue {
-    std::mutex mu;
+    // The queue's lock: a futex word (src/common/internal/futex_mutex.hpp), one atomic instruction
+    // each way when uncontended.
+    std::atomic<std::uint32_t> mu{0};
     DeviceQueue q;
     bool enabled = false;  // under mu
+    // This queue's share of VirtioTransportStats, written under mu (stats() sums them).
+    Counter kicks, requests, events, oversized, interrupts;
   };
 
   VirtioDeviceModel& dev_;
@@ -207,8 +220,9 @@ class IOASID_API VirtioTransport final : public VirtioDriverPort {
   std::function<void(unsigned)> on_interrupt_;  // set before use, read without a lock
   std::function<void(unsigned)> on_kick_;
   struct {
-    Counter kicks, requests, events, oversized, interrupts, resets, status_refused,
-        features_refused;
+    // kicks: deferred ones and kicks of a queue that does not exist; interrupts: configuration
+    // interrupts. The rest of both, and requests, events, oversized: per queue.
+    Counter kicks, interrupts, resets, status_refused, features_refused;
   } st_;
 };
 

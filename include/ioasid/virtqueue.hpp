@@ -38,6 +38,10 @@
 // process mapping the same memory. The flag and event words used for notification suppression
 // are ordered as virtio 1.2 §2.7.7 and §2.7.10 require: each side stores its idx (or its
 // suppression word) seq_cst and then loads the other side's word seq_cst (a store-load barrier).
+// The transport's request-queue service (VirtioTransport, through the internal
+// src/virtio/internal/device_queue_hot.hpp) stores used idx (release) and its re-armed kick word,
+// then issues one seq_cst fence before it loads avail idx and the driver's suppression word: the
+// same store-load order for both pairs, one barrier instead of two.
 //
 // Thread-safety: one DeviceQueue / DriverQueue is used by one thread at a time (the transport
 // holds a per-queue lock). At most one chain is between pop() and push() at a time.
@@ -203,8 +207,11 @@ class IOASID_API DeviceQueue {
   [[nodiscard]] DeviceQueueStats stats() const noexcept { return st_; }
 
  private:
+  // pop() (with its descriptor walk) and push() as inline code, shared with the transport's drain
+  // loop: src/virtio/internal/device_queue_hot.hpp.
+  struct Hot;
+  friend class VirtioTransport;
   bool fail(QueueFault f) noexcept;
-  bool walk(std::uint16_t head, Chain& out) noexcept;
 
   const GuestMemory* mem_ = nullptr;
   VirtqueueLayout l_{};
@@ -226,6 +233,10 @@ class IOASID_API DeviceQueue {
   std::vector<Seg> wsegs_;  // writable buffers of the popped chain (<= size)
   std::size_t nwsegs_ = 0;
   std::vector<std::byte> rscratch_, wscratch_;
+  GuestRegion last_region_{};  // a copy of the region the last translation hit (size 0: none)
+  // The walk's fast path bounds (setup): min(max_readable, 2^32 - 2), and size (0 when size is 1:
+  // a chain of two descriptors cannot fit).
+  std::uint32_t fast_rmax_ = 0, fast_size_ = 0;
   DeviceQueueStats st_;
 };
 
@@ -282,20 +293,29 @@ class IOASID_API DriverQueue {
   [[nodiscard]] std::uint64_t bad_used() const noexcept { return bad_used_; }
 
  private:
+  Errc add_any(std::span<const Buffer> bufs, std::uint16_t* head) noexcept;  // add_raw, any n
+  void added(std::uint32_t head, std::uint32_t last, std::uint32_t n) noexcept;
   const GuestMemory* mem_ = nullptr;
   VirtqueueLayout l_{};
   bool event_idx_ = false;
   std::byte* desc_ = nullptr;
   std::byte* avail_ = nullptr;
   std::byte* used_ = nullptr;
-  std::vector<std::uint16_t> next_free_;  // free list links (driver-private)
-  std::vector<std::uint16_t> chain_len_;  // descriptors per in-flight head (0: not in flight)
-  std::vector<std::uint16_t> chain_tail_;
+  // Driver-private bookkeeping per descriptor, in one array: the free-list link, and for an
+  // in-flight head its chain's length (0: not in flight) and last descriptor.
+  struct Slot {
+    std::uint16_t next_free = 0;
+    std::uint16_t chain_len = 0;
+    std::uint16_t chain_tail = 0;
+    std::uint16_t unused = 0;  // 8 bytes: an index is a shift
+  };
+  std::vector<Slot> slots_;
   std::uint16_t free_head_ = 0;
   std::uint32_t nfree_ = 0;
   std::uint16_t avail_shadow_ = 0;
   std::uint16_t avail_published_ = 0;
   std::uint16_t last_used_ = 0;
+  std::uint16_t used_seen_ = 0;  // the last used idx read (entries up to it not all reaped yet)
   std::uint64_t bad_used_ = 0;
 };
 

@@ -11,6 +11,8 @@
 // device as it was (ATTACH allocates the new domain / endpoint record before detaching).
 #include "ioasid/virtio_iommu_device.hpp"
 
+#include "ioasid/virtio_iommu_transport.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdarg>
@@ -216,56 +218,71 @@ struct IommuDevice::Impl {
     return has(feats, vi::kFPasidPerEndpoint);
   }
 
+  // The success path of ALLOC_PASID / FREE_PASID in line; every failure goes to the out-of-line
+  // *_failed functions (logging, the error reply), which keeps the hot function small.
   std::size_t alloc_pasid(const AllocPasidRequest& r, std::span<std::byte> w,
                           std::uint64_t feats) noexcept {
-    if (per_endpoint(feats)) {
-      st.pasid_alloc_fails.inc();
-      return fail(vi::ReqType::alloc_pasid, w, Errc::unsupported);
-    }
+    if (per_endpoint(feats)) return alloc_failed(w, Errc::unsupported);
     Id limit = cfg.max_pasid;
     if (r.max_pasid != 0 && r.max_pasid < limit) limit = r.max_pasid;
     Id id = kInvalidId;
-    Errc e = backend.alloc_raw(1, limit, &id);
-    if (e == Errc{} && (id < 1 || id > limit)) {
+    const Errc e = backend.alloc_raw(1, limit, &id);
+    if (e != Errc{} || id < 1 || id > limit) return alloc_backend_failed(w, e, id, limit);
+    st.pasid_allocs.inc();
+    (void)encode_alloc_pasid_reply(w, vi::Status::ok, id);
+    return kAllocReply;
+  }
+
+  [[gnu::noinline, gnu::cold]] std::size_t alloc_backend_failed(std::span<std::byte> w, Errc e,
+                                                                Id id, Id limit) noexcept {
+    if (e == Errc{}) {  // an answer outside [1, limit]
       st.backend_bad_answers.inc();
       log(LogLevel::warning, "virtio-iommu: backend answered PASID %u outside [1, %u], handed back",
           id, limit);
       (void)backend.free_raw(id);
       e = Errc::io_error;
     }
-    if (e != Errc{}) {
-      st.pasid_alloc_fails.inc();
-      if (e != Errc::exhausted && e != Errc::quota_exceeded) st.backend_errors.inc();
-      log(LogLevel::info, "virtio-iommu: ALLOC_PASID failed: %s", to_string(e));
-      return fail(vi::ReqType::alloc_pasid, w, e);
-    }
-    st.pasid_allocs.inc();
-    (void)encode_alloc_pasid_reply(w, vi::Status::ok, id);
-    return kAllocReply;
+    if (e != Errc::exhausted && e != Errc::quota_exceeded) st.backend_errors.inc();
+    log(LogLevel::info, "virtio-iommu: ALLOC_PASID failed: %s", to_string(e));
+    return alloc_failed(w, e);
+  }
+
+  [[gnu::noinline, gnu::cold]] std::size_t alloc_failed(std::span<std::byte> w, Errc e) noexcept {
+    st.pasid_alloc_fails.inc();
+    return fail(vi::ReqType::alloc_pasid, w, e);
   }
 
   std::size_t free_pasid(const FreePasidRequest& r, std::span<std::byte> w,
                          std::uint64_t feats) noexcept {
-    Errc e{};
-    if (per_endpoint(feats)) {
-      e = Errc::unsupported;
-    } else if (r.pasid == 0 || r.pasid > vi::kPasidMaxLimit) {
-      e = Errc::not_found;  // never allocatable: not this VM's
-    } else {
-      e = backend.free_raw(r.pasid);
-      if (e == Errc::out_of_range) e = Errc::not_found;
-      if (e != Errc{} && e != Errc::not_found && e != Errc::not_owner && e != Errc::busy) {
-        st.backend_errors.inc();
-      }
+    if (per_endpoint(feats)) return free_failed(w, r.pasid, Errc::unsupported);
+    if (r.pasid == 0 || r.pasid > vi::kPasidMaxLimit) {
+      return free_failed(w, r.pasid, Errc::not_found);  // never allocatable: not this VM's
     }
-    if (e != Errc{}) {
-      st.pasid_free_fails.inc();
-      log(LogLevel::info, "virtio-iommu: FREE_PASID %u refused: %s", r.pasid, to_string(e));
-      return fail(vi::ReqType::free_pasid, w, e);
-    }
+    const Errc e = backend.free_raw(r.pasid);
+    if (e != Errc{}) return free_backend_failed(w, r.pasid, e);
     st.pasid_frees.inc();
-    return reply(vi::ReqType::free_pasid, w, vi::Status::ok);
+    (void)encode_tail(w, vi::Status::ok);  // FREE_PASID's reply is the tail alone
+    return kTail;
   }
+
+  [[gnu::noinline, gnu::cold]] std::size_t free_backend_failed(std::span<std::byte> w, Id pasid,
+                                                               Errc e) noexcept {
+    if (e == Errc::out_of_range) e = Errc::not_found;
+    if (e != Errc::not_found && e != Errc::not_owner && e != Errc::busy) st.backend_errors.inc();
+    return free_failed(w, pasid, e);
+  }
+
+  [[gnu::noinline, gnu::cold]] std::size_t free_failed(std::span<std::byte> w, Id pasid,
+                                                       Errc e) noexcept {
+    st.pasid_free_fails.inc();
+    log(LogLevel::info, "virtio-iommu: FREE_PASID %u refused: %s", pasid, to_string(e));
+    return fail(vi::ReqType::free_pasid, w, e);
+  }
+
+  // Everything but the hot pair's success path (IommuDevice::handle_request's fast path).
+  [[gnu::noinline]] std::size_t handle_general(std::span<const std::byte> readable,
+                                               std::span<std::byte> writable,
+                                               std::uint64_t feats) noexcept;
 
   // Under mu.
   bool endpoint_exists(std::uint32_t id) const noexcept {
@@ -619,6 +636,22 @@ std::size_t IommuDevice::handle_request(std::span<const std::byte> readable,
                                         std::span<std::byte> writable) noexcept {
   Impl& d = *impl_;
   const std::uint64_t feats = d.negotiated.load(std::memory_order_relaxed);
+  // The hot pair first: parsed in line (exactly what parse_request accepts for them), no lock, no
+  // allocation in global scope. A reply buffer too small goes the general way (reply_small).
+  const PasidParse fast = parse_pasid_request(readable, feats);
+  if (fast.kind == PasidParse::Kind::alloc && writable.size() >= kAllocReply) {
+    return d.alloc_pasid(AllocPasidRequest{fast.value}, writable, feats);
+  }
+  if (fast.kind == PasidParse::Kind::free && writable.size() >= kTail) {
+    return d.free_pasid(FreePasidRequest{fast.value}, writable, feats);
+  }
+  return d.handle_general(readable, writable, feats);
+}
+
+std::size_t IommuDevice::Impl::handle_general(std::span<const std::byte> readable,
+                                              std::span<std::byte> writable,
+                                              std::uint64_t feats) noexcept {
+  Impl& d = *this;
   const ParseResult r = parse_request(readable, feats);
   if (!r) return d.parse_failure(readable, writable, r.error());
   const vi::ReqType type = request_type(*r);
@@ -629,12 +662,19 @@ std::size_t IommuDevice::handle_request(std::span<const std::byte> readable,
           vi::to_u8(type), writable.size(), d.reply_size(type));
     return d.used_zero();
   }
-  // The hot pair first: no lock, no allocation in global scope.
   if (const auto* a = std::get_if<AllocPasidRequest>(&*r))
     return d.alloc_pasid(*a, writable, feats);
   if (const auto* f = std::get_if<FreePasidRequest>(&*r)) return d.free_pasid(*f, writable, feats);
   if (const auto* p = std::get_if<ProbeRequest>(&*r)) return d.probe(*p, writable);
   return d.locked_request(*r, type, writable, feats);
+}
+
+// The request queue of IommuDeviceModel (virtio_iommu_transport.hpp): here, so that the hot pair
+// of IommuDevice::handle_request compiles into the model's virtual function.
+std::size_t IommuDeviceModel::handle_request(unsigned queue, std::span<const std::byte> readable,
+                                             std::span<std::byte> writable) noexcept {
+  if (queue != wire::virtio_iommu::kRequestQueue) return 0;
+  return dev_.handle_request(readable, writable);
 }
 
 Result<Translation> IommuDevice::translate(std::uint32_t endpoint, std::uint64_t iova,

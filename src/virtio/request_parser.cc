@@ -374,21 +374,6 @@ EncodedRequest encode_request(const Request& r) noexcept {
   return out;
 }
 
-bool encode_tail(std::span<std::byte> out, vi::Status status) noexcept {
-  // {u8 status; u8 reserved[3] = 0} is the little-endian word `status`. One 4-byte store: building
-  // a ReqTail byte by byte and copying it costs a store-forwarding stall per request.
-  static_assert(sizeof(vi::ReqTail) == sizeof(std::uint32_t));
-  return wire::write_le<std::uint32_t>(out, 0, vi::to_u8(status));
-}
-
-bool encode_alloc_pasid_reply(std::span<std::byte> out, vi::Status status,
-                              std::uint32_t pasid) noexcept {
-  constexpr std::size_t kReply = sizeof(vi::ReqAllocPasid) - offsetof(vi::ReqAllocPasid, pasid);
-  if (out.size() < kReply) return false;
-  const std::uint32_t value = status == vi::Status::ok ? pasid : vi::kPasidInvalid;
-  return wire::write_le<std::uint32_t>(out, 0, value) && encode_tail(out.subspan(4), status);
-}
-
 std::optional<std::size_t> encode_probe_properties(
     std::span<std::byte> out, std::span<const ResvMemRegion> regions) noexcept {
   constexpr std::size_t kProp = sizeof(vi::ProbeResvMem);

@@ -45,8 +45,10 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <variant>
@@ -151,6 +153,50 @@ using ParseResult = tl::expected<Request, ParseError>;
 [[nodiscard]] ParseResult parse_request(std::span<const std::byte> readable,
                                         std::uint64_t negotiated_features) noexcept;
 
+// ---- the ALLOC_PASID / FREE_PASID pair in line ---------------------------------------------
+
+// What parse_pasid_request found: one of the hot pair, or `other` (any other type, or anything
+// parse_request would not accept as ALLOC_PASID / FREE_PASID): ask parse_request.
+struct PasidParse {
+  enum class Kind : std::uint8_t { other, alloc, free };
+  Kind kind = Kind::other;
+  std::uint32_t value = 0;  // alloc: AllocPasidRequest::max_pasid; free: FreePasidRequest::pasid
+};
+
+namespace detail {
+inline std::uint32_t le32_at(const std::byte* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap32(v);
+  return v;
+}
+}  // namespace detail
+
+// parse_request for the device's hot pair without building a Request: whenever parse_request
+// returns an AllocPasidRequest{m} this returns {alloc, m}, whenever it returns a
+// FreePasidRequest{p} this returns {free, p}, and `other` in every other case (checked both ways by
+// request_parser_fuzz). The checks are parse_request's for these types: exact size, the feature,
+// reserved words zero (ALLOC_PASID's word is max_pasid only with F_PASID_MAX_REQ).
+[[nodiscard]] inline PasidParse parse_pasid_request(std::span<const std::byte> readable,
+                                                    std::uint64_t negotiated_features) noexcept {
+  using Kind = PasidParse::Kind;
+  if ((negotiated_features & vi::feature_bit(vi::kFPasidAlloc)) == 0) return {};
+  const std::byte* b = readable.data();
+  if (readable.size() == offsetof(vi::ReqAllocPasidMax, pasid) &&
+      std::to_integer<std::uint8_t>(b[0]) == vi::to_u8(vi::ReqType::alloc_pasid)) {
+    const std::uint32_t word = detail::le32_at(b + offsetof(vi::ReqAllocPasidMax, max_pasid));
+    if ((negotiated_features & vi::feature_bit(vi::kFPasidMaxReq)) != 0) return {Kind::alloc, word};
+    if (word == 0) return {Kind::alloc, 0};
+    return {};
+  }
+  if (readable.size() == offsetof(vi::ReqFreePasid, tail) &&
+      std::to_integer<std::uint8_t>(b[0]) == vi::to_u8(vi::ReqType::free_pasid) &&
+      detail::le32_at(b + offsetof(vi::ReqFreePasid, reserved)) == 0) {
+    return {Kind::free, detail::le32_at(b + offsetof(vi::ReqFreePasid, pasid))};
+  }
+  return {};
+}
+
 // True when the feature set respects the extension's dependencies: kFPasidMaxReq, kFPasidBind
 // and kFPasidPerEndpoint each require kFPasidAlloc. (A device rejects FEATURES_OK otherwise.)
 [[nodiscard]] bool features_consistent(std::uint64_t features) noexcept;
@@ -169,14 +215,47 @@ struct EncodedRequest {
 // returned under features f.
 [[nodiscard]] EncodedRequest encode_request(const Request& r) noexcept;
 
+// The readable parts of ALLOC_PASID and FREE_PASID as encode_request writes them, without the
+// variant: the guest driver's hot pair.
+[[nodiscard]] inline std::array<std::byte, 8> encode_alloc_pasid_request(
+    std::uint32_t max_pasid) noexcept {
+  std::array<std::byte, 8> b{};
+  b[0] = std::byte{vi::to_u8(vi::ReqType::alloc_pasid)};
+  for (int i = 0; i < 4; ++i) b[4 + i] = static_cast<std::byte>(max_pasid >> (8 * i));
+  return b;
+}
+[[nodiscard]] inline std::array<std::byte, 12> encode_free_pasid_request(
+    std::uint32_t pasid) noexcept {
+  std::array<std::byte, 12> b{};
+  b[0] = std::byte{vi::to_u8(vi::ReqType::free_pasid)};
+  for (int i = 0; i < 4; ++i) b[8 + i] = static_cast<std::byte>(pasid >> (8 * i));
+  return b;
+}
+
 // Writes a tail {status, reserved = 0} at out[0, 4). Returns false (nothing written) if out is
-// shorter than 4 bytes.
-[[nodiscard]] bool encode_tail(std::span<std::byte> out, vi::Status status) noexcept;
+// shorter than 4 bytes. Inline, one 4-byte store: every request writes one.
+[[nodiscard]] inline bool encode_tail(std::span<std::byte> out, vi::Status status) noexcept {
+  static_assert(sizeof(vi::ReqTail) == 4);
+  if (out.size() < sizeof(vi::ReqTail)) return false;
+  const std::byte tail[4] = {std::byte{vi::to_u8(status)}, std::byte{0}, std::byte{0},
+                             std::byte{0}};
+  std::memcpy(out.data(), tail, sizeof(tail));
+  return true;
+}
 
 // Writes ALLOC_PASID's writable part {le32 pasid; tail} at out[0, 8): pasid when status is OK,
 // kPasidInvalid otherwise. Returns false (nothing written) if out is shorter than 8 bytes.
-[[nodiscard]] bool encode_alloc_pasid_reply(std::span<std::byte> out, vi::Status status,
-                                            std::uint32_t pasid) noexcept;
+// Inline, one 8-byte store.
+[[nodiscard]] inline bool encode_alloc_pasid_reply(std::span<std::byte> out, vi::Status status,
+                                                   std::uint32_t pasid) noexcept {
+  static_assert(sizeof(vi::ReqAllocPasid) - offsetof(vi::ReqAllocPasid, pasid) == 8);
+  if (out.size() < 8) return false;
+  const std::uint32_t value = status == vi::Status::ok ? pasid : vi::kPasidInvalid;
+  std::uint64_t reply = std::uint64_t{value} | std::uint64_t{vi::to_u8(status)} << 32;
+  if constexpr (std::endian::native == std::endian::big) reply = __builtin_bswap64(reply);
+  std::memcpy(out.data(), &reply, sizeof(reply));
+  return true;
+}
 
 // Fills PROBE's properties[] (out is exactly properties[probe_size]) with one RESV_MEM property
 // per region, then zeroes to the end (which also terminates the list, type 0).

@@ -8,7 +8,9 @@
 //     request (the round trip);
 //   - negotiating more features never turns a successful parse into a failure or changes it;
 //   - a failure is one of the documented outcomes: used length 0 only for framing errors, and a
-//     non-OK status otherwise; no_head only below 4 bytes.
+//     non-OK status otherwise; no_head only below 4 bytes;
+//   - parse_pasid_request (the device's in-line parse of the hot pair) returns ALLOC_PASID /
+//     FREE_PASID exactly when parse_request does, with the same field, and `other` otherwise.
 // Input: bytes [0, 8) = negotiated feature mask (little endian; shorter inputs use 0), the rest =
 // the device-readable part of one request.
 #include <cstddef>
@@ -54,6 +56,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                             size - fsize);
 
   const ParseResult r = parse_request(readable, features);
+  // The device's in-line parse of ALLOC_PASID / FREE_PASID agrees with parse_request both ways.
+  const PasidParse fast = parse_pasid_request(readable, features);
+  if (const auto* a = r ? std::get_if<AllocPasidRequest>(&*r) : nullptr) {
+    check(fast.kind == PasidParse::Kind::alloc && fast.value == a->max_pasid, "fast ALLOC parse");
+  } else if (const auto* f = r ? std::get_if<FreePasidRequest>(&*r) : nullptr) {
+    check(fast.kind == PasidParse::Kind::free && fast.value == f->pasid, "fast FREE parse");
+  } else {
+    check(fast.kind == PasidParse::Kind::other, "fast parse took what parse_request does not");
+  }
   if (!r) {
     const ParseError e = r.error();
     const bool framing = e == ParseError::no_head || e == ParseError::unknown_type ||

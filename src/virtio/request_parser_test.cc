@@ -10,9 +10,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <vector>
 
 #include "ioasid/wire/le.hpp"
@@ -602,6 +604,63 @@ TEST(RequestParserSpecExamples, Unmap5FirstOfTwo) { parse_unmap_example({{0, 4},
 TEST(RequestParserSpecExamples, Unmap6SpillsOverHole) { parse_unmap_example({{0, 4}}, {0, 9}); }
 TEST(RequestParserSpecExamples, Unmap7TwoMappingsAndHole) {
   parse_unmap_example({{0, 4}, {10, 14}}, {0, 14});
+}
+
+// ---- parse_pasid_request: the device's in-line parse of the hot pair ----------------------------
+
+PasidParse fast(const std::vector<std::byte>& b, std::uint64_t f) {
+  return parse_pasid_request(b, f);
+}
+
+TEST(PasidFastParse, TakesWellFormedAllocAndFree) {
+  const PasidParse a = fast(alloc_bytes(0), kPasid);
+  EXPECT_EQ(a.kind, PasidParse::Kind::alloc);
+  EXPECT_EQ(a.value, 0u);
+  const PasidParse m = fast(alloc_bytes(0x1234), kPasid | vi::feature_bit(vi::kFPasidMaxReq));
+  EXPECT_EQ(m.kind, PasidParse::Kind::alloc);
+  EXPECT_EQ(m.value, 0x1234u);
+  const PasidParse f = fast(readable(free_req(0xABCDE)), kPasid);
+  EXPECT_EQ(f.kind, PasidParse::Kind::free);
+  EXPECT_EQ(f.value, 0xABCDEu);
+  // head.reserved is ignored, as parse_request ignores it.
+  std::vector<std::byte> r = readable(free_req(7));
+  r[1] = r[2] = r[3] = std::byte{0xFF};
+  EXPECT_EQ(fast(r, kPasid).kind, PasidParse::Kind::free);
+}
+
+// Everything parse_request refuses (or that is another type) is left to parse_request.
+TEST(PasidFastParse, LeavesEverythingElseToParseRequest) {
+  const auto other = [](const std::vector<std::byte>& b, std::uint64_t f) {
+    EXPECT_EQ(fast(b, f).kind, PasidParse::Kind::other);
+  };
+  other(alloc_bytes(0), kBase);                    // feature not negotiated
+  other(readable(free_req(1)), kBase);             // feature not negotiated
+  other(alloc_bytes(1), kPasidBind);               // reserved word without F_PASID_MAX_REQ
+  other(readable(free_req(5, 1)), kAll);           // reserved nonzero
+  other(readable(free_req(5, 0x01000000)), kAll);  // reserved nonzero, top byte
+  other(readable(free_req(5), 11), kPasid);        // too short
+  other(readable(free_req(5), 13), kPasid);        // too long
+  std::vector<std::byte> a = alloc_bytes(0);
+  a.push_back(std::byte{0});
+  other(a, kPasid);                                                 // too long
+  other(std::vector<std::byte>(a.begin(), a.begin() + 7), kPasid);  // too short
+  other({}, kAll);                                                  // no head
+  for (const Sample& s : samples()) {
+    if (s.name != std::string_view("alloc_pasid") && s.name != std::string_view("free_pasid")) {
+      other(s.bytes, kAll);
+    }
+  }
+}
+
+TEST(RequestEncoders, HotPairMatchesEncodeRequest) {
+  for (std::uint32_t v : {0u, 1u, 0x12345u, 0xFFFFFu, 0xFFFFFFFFu}) {
+    const auto a = encode_alloc_pasid_request(v);
+    const EncodedRequest ea = encode_request(AllocPasidRequest{v});
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), ea.span().begin(), ea.span().end())) << v;
+    const auto f = encode_free_pasid_request(v);
+    const EncodedRequest ef = encode_request(FreePasidRequest{v});
+    EXPECT_TRUE(std::equal(f.begin(), f.end(), ef.span().begin(), ef.span().end())) << v;
+  }
 }
 
 // ---- device-writable encoders -------------------------------------------------------------------

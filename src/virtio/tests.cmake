@@ -22,3 +22,7 @@ ioasid_add_fuzzer(virtio_virtqueue_fuzz SOURCES src/virtio/virtqueue_fuzz.cc
                   CORPUS src/virtio/virtqueue_fuzz_corpus)
 ioasid_add_test(virtio_remote_test SOURCES src/virtio/virtio_remote_test.cc)
 ioasid_add_test(virtio_concurrency_test SOURCES src/virtio/virtio_concurrency_test.cc LABELS concurrency)
+# The device end's fast paths (descriptor walk, request-queue drain) against a plain reference of
+# the documented walk rules: same chains, same QueueFault, same guest memory.
+ioasid_add_fuzzer(virtio_virtqueue_walk_fuzz SOURCES src/virtio/virtqueue_walk_fuzz.cc
+                  CORPUS src/virtio/virtqueue_walk_fuzz_corpus)

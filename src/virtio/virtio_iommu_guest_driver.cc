@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/internal/futex_mutex.hpp"
 #include "virtio/request_parser.hpp"
 
 namespace ioasid::virtio {
@@ -46,6 +47,9 @@ Area area_layout(std::uint64_t base, std::uint16_t rq_size, std::uint16_t eq_siz
 
 constexpr std::uint64_t bit(unsigned b) { return std::uint64_t{1} << b; }
 
+// mu_: a futex word (BasicLockable view for std::lock_guard).
+using Lock = ::ioasid::internal::FutexWordLock;
+
 }  // namespace
 
 std::uint64_t VirtioIommuGuestDriver::area_bytes(const VirtioIommuGuestDriverOptions& o) noexcept {
@@ -65,7 +69,8 @@ VirtioIommuGuestDriver::VirtioIommuGuestDriver(
 
 VirtioIommuGuestDriver::~VirtioIommuGuestDriver() {
   unregister_allocator();
-  std::lock_guard<std::mutex> lock(mu_);
+  Lock mu(mu_);
+  std::lock_guard<Lock> lock(mu);
   if (ready_) port_.set_status(0);  // the device lets go of our memory
 }
 
@@ -81,7 +86,8 @@ void VirtioIommuGuestDriver::log(LogLevel level, const char* fmt, ...) const noe
 
 Result<void> VirtioIommuGuestDriver::probe() noexcept {
   std::lock_guard<std::mutex> elock(eq_mu_);  // lock order: eq_mu_, then mu_
-  std::lock_guard<std::mutex> lock(mu_);
+  Lock mu(mu_);
+  std::lock_guard<Lock> lock(mu);
   return probe_locked();
 }
 
@@ -143,6 +149,8 @@ Result<void> VirtioIommuGuestDriver::probe_locked() noexcept {
   rbuf_ = a.rbuf;
   wbuf_ = a.wbuf;
   ebuf_ = a.ebuf;
+  rbuf_host_ = mem_.translate(rbuf_, kReadableBytes);  // inside the area checked above
+  wbuf_host_ = mem_.translate(wbuf_, kWritableBytes);
   for (std::uint16_t i = 0; i < eqn; ++i) post_event_buffer(i);
   port_.set_status(kDrv | kStatusFeaturesOk | kStatusDriverOk);
   if ((port_.get_status() & kStatusDriverOk) == 0) {
@@ -164,7 +172,8 @@ void VirtioIommuGuestDriver::post_event_buffer(std::uint16_t slot) noexcept {
 }
 
 bool VirtioIommuGuestDriver::ready() const noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  Lock mu(mu_);
+  std::lock_guard<Lock> lock(mu);
   return ready_ && !broken_;
 }
 bool VirtioIommuGuestDriver::pasid_capable() const noexcept {
@@ -177,16 +186,17 @@ std::uint32_t VirtioIommuGuestDriver::max_pasid() const noexcept {
   return max_pasid_.load(std::memory_order_relaxed);
 }
 vi::ConfigPasid VirtioIommuGuestDriver::config() const noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
+  Lock mu(mu_);
+  std::lock_guard<Lock> lock(mu);
   return config_;
 }
 
 // Waits for head's used entry. Entries for other heads cannot appear (one request in flight),
 // except a stale one that drain_stale_locked() already took. The clock is read only when the
-// answer is not there at once (an in-process device answers inside notify()).
-bool VirtioIommuGuestDriver::wait_locked(std::uint16_t head,
-                                         std::chrono::steady_clock::time_point deadline,
-                                         std::uint32_t* used) noexcept {
+// answer is not there at once (an in-process device answers inside notify()): the deadline is
+// o_.timeout from that first miss.
+bool VirtioIommuGuestDriver::wait_locked(std::uint16_t head, std::uint32_t* used) noexcept {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
   for (;;) {
     DriverQueue::Used u;
     while (rq_.pop_used_raw(&u)) {
@@ -204,14 +214,19 @@ bool VirtioIommuGuestDriver::wait_locked(std::uint16_t head,
       log(LogLevel::error, "virtio-iommu: device needs reset");
       return false;
     }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    port_.wait_interrupt(vi::kRequestQueue, deadline);
+    const auto now = std::chrono::steady_clock::now();
+    if (!deadline) {
+      deadline = now + o_.timeout;
+    } else if (now >= *deadline) {
+      return false;
+    }
+    port_.wait_interrupt(vi::kRequestQueue, *deadline);
   }
 }
 
 bool VirtioIommuGuestDriver::drain_stale_locked() noexcept {
   std::uint32_t used = 0;
-  if (!wait_locked(stale_head_, std::chrono::steady_clock::now() + o_.timeout, &used)) {
+  if (!wait_locked(stale_head_, &used)) {
     st_.timeouts.inc();
     return false;
   }
@@ -220,7 +235,7 @@ bool VirtioIommuGuestDriver::drain_stale_locked() noexcept {
   stale_type_ = 0;
   if (type != vi::to_u8(vi::ReqType::alloc_pasid) || used < 8) return true;
   std::array<std::byte, 8> w{};
-  if (!mem_.read(wbuf_, w)) return true;
+  std::memcpy(w.data(), wbuf_host_, w.size());
   const auto pasid = wire::read_le<std::uint32_t>(w, 0);
   if (static_cast<std::uint8_t>(w[4]) != vi::to_u8(vi::Status::ok) || !pasid) return true;
   // Nobody received this PASID: give it back rather than leak it in the host.
@@ -236,18 +251,19 @@ Errc VirtioIommuGuestDriver::run_locked(std::span<const std::byte> readable,
                                         std::uint32_t writable_len, Reply* reply) noexcept {
   if (!ready_ || broken_) return broken_ ? Errc::io_error : Errc::unsupported;
   if (stale_type_ != 0 && !drain_stale_locked()) return broken_ ? Errc::io_error : Errc::timed_out;
-  if (!mem_.write(rbuf_, readable)) return Errc::io_error;
+  if (readable.size() > kReadableBytes) return Errc::io_error;
+  std::memcpy(rbuf_host_, readable.data(), readable.size());
   const std::array<DriverQueue::Buffer, 2> chain{
       {{rbuf_, static_cast<std::uint32_t>(readable.size()), false}, {wbuf_, writable_len, true}}};
   std::uint16_t head = 0;
   if (rq_.add_raw(chain, &head) != Errc{}) return Errc::io_error;  // one chain in flight at most
-  st_.requests.inc();
+  st_.requests.inc_locked();
   if (rq_.publish()) {
-    st_.kicks.inc();
+    st_.kicks.inc_locked();
     port_.notify(vi::kRequestQueue);
   }
   std::uint32_t used = 0;
-  if (!wait_locked(head, std::chrono::steady_clock::now() + o_.timeout, &used)) {
+  if (!wait_locked(head, &used)) {
     if (broken_) return Errc::io_error;
     st_.timeouts.inc();
     stale_head_ = head;
@@ -256,11 +272,7 @@ Errc VirtioIommuGuestDriver::run_locked(std::span<const std::byte> readable,
     return Errc::timed_out;
   }
   reply->used = used;
-  if (used != 0 &&
-      !mem_.read(wbuf_,
-                 std::span(reply->bytes).first(std::min<std::size_t>(used, reply->bytes.size())))) {
-    return Errc::io_error;
-  }
+  std::memcpy(reply->bytes.data(), wbuf_host_, std::min<std::size_t>(used, reply->bytes.size()));
   return Errc{};
 }
 
@@ -279,12 +291,13 @@ Result<Id> VirtioIommuGuestDriver::alloc_pasid(std::uint32_t max_pasid) noexcept
   if ((negotiated_features() & vi::feature_bit(vi::kFPasidMaxReq)) == 0 && max_pasid != 0) {
     return fail(Errc::unsupported);
   }
-  const EncodedRequest req = encode_request(AllocPasidRequest{max_pasid});
+  const std::array<std::byte, 8> req = encode_alloc_pasid_request(max_pasid);
   Reply r;
   Errc e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    e = run_locked(req.span(), 8, &r);
+    Lock mu(mu_);
+    std::lock_guard<Lock> lock(mu);
+    e = run_locked(req, 8, &r);
   }
   if (e == Errc{}) {
     if (r.used == 0) st_.used_zero.inc();
@@ -303,31 +316,37 @@ Result<Id> VirtioIommuGuestDriver::alloc_pasid(std::uint32_t max_pasid) noexcept
   return Id{wire::read_le<std::uint32_t>(r.bytes, 0).value_or(kInvalidId)};
 }
 
-Result<void> VirtioIommuGuestDriver::simple(std::span<const std::byte> readable) noexcept {
+Errc VirtioIommuGuestDriver::simple_raw(std::span<const std::byte> readable) noexcept {
   Reply r;
   Errc e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    Lock mu(mu_);
+    std::lock_guard<Lock> lock(mu);
     e = run_locked(readable, 4, &r);
   }
   if (e == Errc{}) {
     if (r.used == 0) st_.used_zero.inc();
     e = reply_errc(r.used, 0, r.bytes);
   }
+  return e;
+}
+
+Result<void> VirtioIommuGuestDriver::simple(std::span<const std::byte> readable) noexcept {
+  const Errc e = simple_raw(readable);
   if (e != Errc{}) return fail(e);
   return {};
 }
 
 Result<void> VirtioIommuGuestDriver::free_pasid(Id pasid) noexcept {
   if (!pasid_capable()) return fail(Errc::unsupported);
-  Result<void> r = simple(encode_request(FreePasidRequest{pasid}).span());
-  if (r) {
-    st_.frees.inc();
-  } else {
+  const Errc e = simple_raw(encode_free_pasid_request(pasid));
+  if (e != Errc{}) {
     st_.free_errors.inc();
-    log(LogLevel::warning, "virtio-iommu: FREE_PASID %u failed: %s", pasid, to_string(r.error()));
+    log(LogLevel::warning, "virtio-iommu: FREE_PASID %u failed: %s", pasid, to_string(e));
+    return fail(e);
   }
-  return r;
+  st_.frees.inc();
+  return {};
 }
 
 Result<void> VirtioIommuGuestDriver::bind_pasid(std::uint32_t endpoint, Id pasid) noexcept {
@@ -356,7 +375,8 @@ Result<void> VirtioIommuGuestDriver::unmap(std::uint32_t domain, std::uint64_t v
 std::optional<FaultEvent> VirtioIommuGuestDriver::pop_event() noexcept {
   std::lock_guard<std::mutex> lock(eq_mu_);
   {
-    std::lock_guard<std::mutex> rlock(mu_);
+    Lock mu(mu_);
+    std::lock_guard<Lock> rlock(mu);
     if (!ready_) return std::nullopt;
   }
   const auto u = eq_.pop_used();

@@ -6,8 +6,13 @@
 
 #include <thread>
 
+#include "common/internal/futex_mutex.hpp"
+#include "virtio/internal/device_queue_hot.hpp"
+
 namespace ioasid::virtio {
 namespace {
+
+using QueueLock = ::ioasid::internal::FutexWordLock;
 
 std::uint64_t transport_offer(const VirtioTransportOptions& o) noexcept {
   std::uint64_t f = std::uint64_t{1} << kFVersion1;
@@ -40,7 +45,8 @@ std::uint8_t VirtioTransport::get_status() noexcept {
 
 void VirtioTransport::reset_locked() noexcept {
   for (unsigned q = 0; q < nq_; ++q) {
-    std::lock_guard<std::mutex> lock(queues_[q].mu);
+    QueueLock mu(queues_[q].mu);
+    std::lock_guard<QueueLock> lock(mu);
     queues_[q].q.reset();
     queues_[q].enabled = false;
   }
@@ -139,7 +145,8 @@ bool VirtioTransport::set_queue(unsigned queue, const VirtqueueLayout& layout) n
                               .max_readable = o_.max_readable,
                               .max_writable = o_.max_writable};
   Queue& q = queues_[queue];
-  std::lock_guard<std::mutex> qlock(q.mu);
+  QueueLock mu(q.mu);
+  std::lock_guard<QueueLock> qlock(mu);
   q.enabled = static_cast<bool>(q.q.setup(mem_, layout, qo));
   return q.enabled;
 }
@@ -155,6 +162,10 @@ void VirtioTransport::record_kick(unsigned queue) noexcept {
 }
 
 void VirtioTransport::notify(unsigned queue) noexcept {
+  if (queue < nq_ && !o_.deferred_notify) {
+    process(queue, true);  // the kick is counted under the queue's lock
+    return;
+  }
   st_.kicks.inc();
   record_kick(queue);
 }
@@ -186,52 +197,67 @@ std::size_t VirtioTransport::process_pending() noexcept {
 }
 
 std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
+  return process(queue, false);
+}
+
+// A request queue's chains through the model: DeviceQueue::Hot::serve (drain, publish, re-arm with
+// one fence per round), the per-chain path compiled in place. Under q.mu.
+std::size_t VirtioTransport::serve_requests(Queue& q, unsigned queue, bool* interrupt) noexcept {
+  // An oversized chain (more readable bytes than any request of the device) is answered with used
+  // length 0 without the model.
+  auto answer = [dev = &dev_, queue](std::span<const std::byte> readable,
+                                     std::span<std::byte> writable) {
+    return dev->handle_request(queue, readable, writable);
+  };
+  std::uint32_t oversized = 0;
+  const std::size_t done = DeviceQueue::Hot::serve(q.q, answer, interrupt, &oversized);
+  if (done != oversized) q.requests.add_locked(done - oversized);
+  if (oversized != 0) q.oversized.add_locked(oversized);
+  return done;
+}
+
+std::size_t VirtioTransport::process(unsigned queue, bool kicked) noexcept {
   if (queue >= nq_) return 0;
   Queue& q = queues_[queue];
-  std::lock_guard<std::mutex> lock(q.mu);
+  QueueLock mu(q.mu);
+  std::lock_guard<QueueLock> lock(mu);
+  if (kicked) q.kicks.add_locked(1);
   const std::uint8_t s = status_.load(std::memory_order_acquire);
   if (!q.enabled || (s & kStatusDriverOk) == 0 || (s & kStatusFailed) != 0 || !q.q.ready()) {
     return 0;
   }
-  const bool events = dev_.is_event_queue(queue);
-  std::size_t done = 0, requests = 0, oversized = 0, filled = 0;  // counted once per drain
-  bool broken = false;
-  if (!events) q.q.enable_kicks(false);  // no kicks needed while we drain
-  for (;;) {
-    DeviceQueue::Chain c;
-    const DeviceQueue::Pop p = q.q.pop(c);
-    if (p == DeviceQueue::Pop::broken) {
-      broken = true;
-      break;
-    }
-    if (p == DeviceQueue::Pop::empty) {
-      if (!q.q.enable_kicks(true)) break;  // re-armed, and nothing slipped in
-      continue;
-    }
-    std::size_t used = 0;
-    if (events) {
+  std::size_t done = 0;
+  bool want_interrupt = false;
+  if (!dev_.is_event_queue(queue)) {
+    done = serve_requests(q, queue, &want_interrupt);
+  } else {
+    std::size_t filled = 0;
+    for (;;) {
+      DeviceQueue::Chain c;
+      const DeviceQueue::Pop p = q.q.pop(c);
+      if (p == DeviceQueue::Pop::broken) break;
+      if (p == DeviceQueue::Pop::empty) {
+        if (!q.q.enable_kicks(true)) break;  // re-armed, and nothing slipped in
+        continue;
+      }
       const std::optional<std::size_t> ev = dev_.next_event(queue, c.writable);
       if (!ev) {
         q.q.unpop();  // no event: keep the buffer for the next one
         q.q.enable_kicks(true);
         break;
       }
-      used = *ev;
       ++filled;
-    } else if (c.oversized) {
-      ++oversized;  // more readable bytes than any request of the device: not parsed
-    } else {
-      used = dev_.handle_request(queue, c.readable, c.writable);
-      ++requests;
+      q.q.push(c, static_cast<std::uint32_t>(std::min<std::size_t>(*ev, c.writable.size())));
+      ++done;
     }
-    q.q.push(c, static_cast<std::uint32_t>(std::min<std::size_t>(used, c.writable.size())));
-    ++done;
+    if (filled != 0) q.events.add_locked(filled);
+    want_interrupt = q.q.publish();
   }
-  if (requests != 0) st_.requests.v.fetch_add(requests, std::memory_order_relaxed);
-  if (oversized != 0) st_.oversized.v.fetch_add(oversized, std::memory_order_relaxed);
-  if (filled != 0) st_.events.v.fetch_add(filled, std::memory_order_relaxed);
-  if (q.q.publish()) interrupt(queue);
-  if (broken) {
+  if (want_interrupt) {
+    q.interrupts.add_locked(1);
+    if (on_interrupt_) on_interrupt_(queue);
+  }
+  if (!q.q.ready()) {  // broken transport: the queue latched a QueueFault
     status_.fetch_or(kStatusNeedsReset, std::memory_order_acq_rel);
     interrupt(kConfigInterrupt);
   }
@@ -240,23 +266,30 @@ std::size_t VirtioTransport::process_queue(unsigned queue) noexcept {
 
 QueueFault VirtioTransport::queue_fault(unsigned queue) noexcept {
   if (queue >= nq_) return QueueFault::none;
-  std::lock_guard<std::mutex> lock(queues_[queue].mu);
+  QueueLock mu(queues_[queue].mu);
+  std::lock_guard<QueueLock> lock(mu);
   return queues_[queue].q.fault();
 }
 
 DeviceQueueStats VirtioTransport::queue_stats(unsigned queue) noexcept {
   if (queue >= nq_) return {};
-  std::lock_guard<std::mutex> lock(queues_[queue].mu);
+  QueueLock mu(queues_[queue].mu);
+  std::lock_guard<QueueLock> lock(mu);
   return queues_[queue].q.stats();
 }
 
 VirtioTransportStats VirtioTransport::stats() const noexcept {
   VirtioTransportStats s;
   s.kicks = st_.kicks.get();
-  s.requests = st_.requests.get();
-  s.events = st_.events.get();
-  s.oversized = st_.oversized.get();
   s.interrupts = st_.interrupts.get();
+  for (unsigned i = 0; i < nq_; ++i) {
+    const Queue& q = queues_[i];
+    s.kicks += q.kicks.get();
+    s.requests += q.requests.get();
+    s.events += q.events.get();
+    s.oversized += q.oversized.get();
+    s.interrupts += q.interrupts.get();
+  }
   s.resets = st_.resets.get();
   s.status_refused = st_.status_refused.get();
   s.features_refused = st_.features_refused.get();

@@ -8,6 +8,8 @@
 // it ends whatever the descriptors hold; nothing allocates after setup().
 #include "ioasid/virtqueue.hpp"
 
+#include "virtio/internal/device_queue_hot.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -17,71 +19,13 @@
 namespace ioasid::virtio {
 namespace {
 
-static_assert(std::endian::native == std::endian::little ||
-              std::endian::native == std::endian::big);
+using internal::copy_bytes;
+using internal::ld;
+using internal::load16;
+using internal::st;
+using internal::store16;
 
-constexpr std::uint16_t from_le(std::uint16_t v) noexcept {
-  if constexpr (std::endian::native == std::endian::big) return __builtin_bswap16(v);
-  return v;
-}
-
-// Plain little-endian fields of guest memory, one memcpy each (wire::Le stores byte by byte,
-// which costs a store-forwarding stall on this path).
-template <class T>
-T ld(const std::byte* p) noexcept {
-  T v;
-  std::memcpy(&v, p, sizeof(v));
-  if constexpr (std::endian::native == std::endian::big) {
-    if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
-    if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
-    if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
-  }
-  return v;
-}
-template <class T>
-void st(std::byte* p, T v) noexcept {
-  if constexpr (std::endian::native == std::endian::big) {
-    if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
-    if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
-    if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
-  }
-  std::memcpy(p, &v, sizeof(v));
-}
-
-// memcpy of a guest buffer: requests are a few bytes, where a libc call costs more than the copy.
-// Never touches a byte outside [0, n) of either side.
-inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
-  if (n >= 8 && n <= 16) {
-    std::uint64_t a, b;
-    std::memcpy(&a, src, 8);
-    std::memcpy(&b, src + n - 8, 8);
-    std::memcpy(dst, &a, 8);
-    std::memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4 && n < 8) {
-    std::uint32_t a, b;
-    std::memcpy(&a, src, 4);
-    std::memcpy(&b, src + n - 4, 4);
-    std::memcpy(dst, &a, 4);
-    std::memcpy(dst + n - 4, &b, 4);
-  } else {
-    std::memcpy(dst, src, n);
-  }
-}
-
-// The shared ring words: 2-byte aligned (checked at setup), accessed atomically because the other
-// end may be running at the same time.
-std::uint16_t load16(std::byte* p, std::memory_order mo) noexcept {
-  return from_le(std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).load(mo));
-}
-void store16(std::byte* p, std::uint16_t v, std::memory_order mo) noexcept {
-  std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p)).store(from_le(v), mo);
-}
-
-// virtio 1.2 §2.7.10: vring_need_event.
-constexpr bool need_event(std::uint16_t event, std::uint16_t new_idx, std::uint16_t old) noexcept {
-  return static_cast<std::uint16_t>(new_idx - event - 1) <
-         static_cast<std::uint16_t>(new_idx - old);
-}
+using internal::need_event;
 
 bool aligned(const void* p, std::uintptr_t a) noexcept {
   return (reinterpret_cast<std::uintptr_t>(p) & (a - 1)) == 0;
@@ -163,6 +107,9 @@ Result<void> DeviceQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   desc_ = d;
   avail_ = a;
   used_ = u;
+  last_region_ = {};
+  fast_rmax_ = std::min<std::uint32_t>(o.max_readable, 0xFFFF'FFFEu);
+  fast_size_ = l.size > 1 ? l.size : 0;
   // The device starts from whatever the rings say now (zero after a driver's setup).
   last_avail_ = avail_seen_ = 0;
   used_shadow_ = used_published_ = 0;
@@ -189,30 +136,7 @@ bool DeviceQueue::pending() const noexcept {
   return load16(avail_ + 2, std::memory_order_acquire) != last_avail_;
 }
 
-DeviceQueue::Pop DeviceQueue::pop(Chain& out) noexcept {
-  if (fault_ != QueueFault::none) return Pop::broken;
-  if (mem_ == nullptr) return Pop::empty;
-  if (popped_) {  // the previous chain was never pushed: give it back to the device first
-    fail(QueueFault::used_overflow);
-    return Pop::broken;
-  }
-  // Read avail.idx only when the chains seen last time are used up (one acquire per batch).
-  if (avail_seen_ == last_avail_) avail_seen_ = load16(avail_ + 2, std::memory_order_acquire);
-  const std::uint16_t n = static_cast<std::uint16_t>(avail_seen_ - last_avail_);
-  if (n == 0) return Pop::empty;
-  if (n > l_.size) {
-    fail(QueueFault::avail_idx_jump);
-    return Pop::broken;
-  }
-  const std::uint32_t slot = last_avail_ & (l_.size - 1u);
-  const std::uint16_t head = load16(avail_ + 4 + 2 * slot, std::memory_order_relaxed);
-  if (!walk(head, out)) return Pop::broken;
-  ++last_avail_;
-  popped_ = true;
-  ++st_.chains;
-  if (out.oversized) ++st_.oversized;
-  return Pop::chain;
-}
+DeviceQueue::Pop DeviceQueue::pop(Chain& out) noexcept { return DeviceQueue::Hot::pop(*this, out); }
 
 void DeviceQueue::unpop() noexcept {
   if (!popped_) return;
@@ -221,92 +145,8 @@ void DeviceQueue::unpop() noexcept {
   --st_.chains;
 }
 
-bool DeviceQueue::walk(std::uint16_t head, Chain& out) noexcept {
-  const std::byte* table = desc_;
-  std::uint32_t table_n = l_.size;
-  std::uint32_t budget = l_.size;
-  bool indirect = false;
-  bool seen_write = false;
-  bool oversized = false;
-  std::uint32_t rlen = 0;
-  std::uint64_t total = 0, wtotal = 0;
-  nwsegs_ = 0;
-  std::uint32_t idx = head;
-  for (bool first = true;; first = false) {
-    if (idx >= table_n) return fail(QueueFault::desc_index);
-    if (budget == 0) return fail(QueueFault::chain_too_long);
-    --budget;
-    // Each field is read once: the guest may change the descriptor while we look at it.
-    const std::byte* dp = table + 16u * idx;
-    const auto addr = ld<std::uint64_t>(dp);
-    const auto len = ld<std::uint32_t>(dp + 8);
-    const auto flags = ld<std::uint16_t>(dp + 12);
-    if ((flags & kDescFIndirect) != 0) {
-      if (indirect) return fail(QueueFault::indirect_nested);
-      // Only the head may point to a table (as every driver does), never together with NEXT.
-      if (!o_.indirect || !first || (flags & kDescFNext) != 0 || len == 0 || len % 16 != 0 ||
-          len / 16 > l_.size) {
-        return fail(QueueFault::indirect_bad);
-      }
-      table = mem_->translate(addr, len);
-      if (table == nullptr) return fail(QueueFault::desc_address);
-      table_n = len / 16;
-      budget = table_n;
-      indirect = true;
-      idx = 0;
-      continue;
-    }
-    if (len == 0) return fail(QueueFault::zero_length);
-    std::byte* p = mem_->translate(addr, len);
-    if (p == nullptr) return fail(QueueFault::desc_address);
-    total += len;
-    if (total > 0xFFFF'FFFFull) return fail(QueueFault::chain_bytes);
-    if ((flags & kDescFWrite) != 0) {
-      seen_write = true;
-      wsegs_[nwsegs_++] = {p, len};  // nwsegs_ < size: at most size descriptors per chain
-      wtotal += len;
-    } else {
-      if (seen_write) return fail(QueueFault::write_before_read);
-      if (!oversized) {
-        if (len > rscratch_.size() - rlen) {
-          oversized = true;
-        } else {
-          copy_bytes(rscratch_.data() + rlen, p, len);
-          rlen += len;
-        }
-      }
-    }
-    if ((flags & kDescFNext) == 0) break;
-    idx = ld<std::uint16_t>(dp + 14);
-  }
-  out.head = head;
-  out.oversized = oversized;
-  out.readable =
-      oversized ? std::span<const std::byte>{} : std::span<const std::byte>(rscratch_.data(), rlen);
-  out.writable_total = static_cast<std::uint32_t>(wtotal);
-  out.writable =
-      std::span<std::byte>(wscratch_.data(), std::min<std::uint64_t>(wtotal, wscratch_.size()));
-  return true;
-}
-
 bool DeviceQueue::push(const Chain& c, std::uint32_t written) noexcept {
-  if (fault_ != QueueFault::none) return false;
-  if (!popped_) return fail(QueueFault::used_overflow);
-  popped_ = false;
-  written = static_cast<std::uint32_t>(std::min<std::size_t>(written, c.writable.size()));
-  // Scatter over the segments pop() translated (guest memory regions are fixed after setup).
-  std::uint32_t off = 0;
-  for (std::size_t i = 0; i < nwsegs_ && off < written; ++i) {
-    const std::uint32_t n = std::min(wsegs_[i].len, written - off);
-    copy_bytes(wsegs_[i].host, c.writable.data() + off, n);
-    off += n;
-  }
-  const std::uint32_t slot = used_shadow_ & (l_.size - 1u);
-  st<std::uint32_t>(used_ + 4 + 8 * slot, c.head);
-  st<std::uint32_t>(used_ + 8 + 8 * slot, written);
-  ++used_shadow_;
-  ++st_.used;
-  return true;
+  return DeviceQueue::Hot::push(*this, c, written);
 }
 
 bool DeviceQueue::publish() noexcept {
@@ -353,9 +193,7 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   std::byte *d = nullptr, *a = nullptr, *u = nullptr;
   if (!layout_valid(l) || !map_parts(mem, l, &d, &a, &u)) return fail(Errc::invalid_argument);
   try {
-    next_free_.assign(l.size, 0);
-    chain_len_.assign(l.size, 0);
-    chain_tail_.assign(l.size, 0);
+    slots_.assign(l.size, Slot{});
   } catch (const std::bad_alloc&) {
     return fail(Errc::no_memory);
   }
@@ -363,7 +201,7 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   std::memset(a, 0, avail_ring_bytes(l.size));
   std::memset(u, 0, used_ring_bytes(l.size));
   for (std::uint32_t i = 0; i < l.size; ++i) {
-    next_free_[i] = static_cast<std::uint16_t>((i + 1) & (l.size - 1u));
+    slots_[i].next_free = static_cast<std::uint16_t>((i + 1) & (l.size - 1u));
   }
   mem_ = &mem;
   l_ = l;
@@ -373,41 +211,93 @@ Result<void> DriverQueue::setup(const GuestMemory& mem, const VirtqueueLayout& l
   used_ = u;
   free_head_ = 0;
   nfree_ = l.size;
-  avail_shadow_ = avail_published_ = last_used_ = 0;
+  avail_shadow_ = avail_published_ = last_used_ = used_seen_ = 0;
   bad_used_ = 0;
   return {};
 }
 
-Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
-  if (mem_ == nullptr || bufs.empty()) return Errc::invalid_argument;
-  if (bufs.size() > nfree_) return Errc::exhausted;
-  for (std::size_t i = 1; i < bufs.size(); ++i) {
-    if (bufs[i - 1].device_writable && !bufs[i].device_writable) return Errc::invalid_argument;
+namespace {
+
+// A descriptor {addr, len, flags, next}: two stores on little-endian hosts.
+void put_desc(std::byte* dp, std::uint64_t addr, std::uint32_t len, std::uint32_t flags,
+              std::uint32_t next) noexcept {
+  st<std::uint64_t>(dp, addr);
+  if constexpr (std::endian::native == std::endian::little) {
+    st<std::uint64_t>(dp + 8,
+                      std::uint64_t{len} | std::uint64_t{flags} << 32 | std::uint64_t{next} << 48);
+  } else {
+    st<std::uint32_t>(dp + 8, len);
+    st<std::uint16_t>(dp + 12, static_cast<std::uint16_t>(flags));
+    st<std::uint16_t>(dp + 14, static_cast<std::uint16_t>(next));
   }
-  const std::uint16_t head = free_head_;
-  std::uint16_t cur = head, last = head;
-  for (std::size_t i = 0; i < bufs.size(); ++i) {
-    const std::uint16_t nxt = next_free_[cur];
-    const bool more = i + 1 < bufs.size();
-    std::byte* dp = desc_ + 16u * cur;
-    st<std::uint64_t>(dp, bufs[i].gpa);
-    st<std::uint32_t>(dp + 8, bufs[i].len);
-    st<std::uint16_t>(dp + 12,
-                      static_cast<std::uint16_t>((bufs[i].device_writable ? kDescFWrite : 0) |
-                                                 (more ? kDescFNext : 0)));
-    st<std::uint16_t>(dp + 14, more ? nxt : 0);
-    last = cur;
+}
+
+}  // namespace
+
+// A request and its reply, as every virtio-iommu request is: straight-line, the rest in add_any().
+Errc DriverQueue::add_raw(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
+  if (bufs.size() != 2 || mem_ == nullptr || nfree_ < 2) return add_any(bufs, head_out);
+  const Buffer* const b = bufs.data();
+  if (b[0].device_writable && !b[1].device_writable) return Errc::invalid_argument;
+  std::byte* const desc = desc_;
+  Slot* const slots = slots_.data();
+  const std::uint32_t head = free_head_;
+  const std::uint32_t last = slots[head].next_free;
+  put_desc(desc + 16u * head, b[0].gpa, b[0].len,
+           (b[0].device_writable ? kDescFWrite : 0) | kDescFNext, last);
+  put_desc(desc + 16u * last, b[1].gpa, b[1].len, b[1].device_writable ? kDescFWrite : 0, 0);
+  // added(head, last, 2), in line.
+  free_head_ = slots[last].next_free;
+  nfree_ -= 2;
+  slots[head].chain_len = 2;
+  slots[head].chain_tail = static_cast<std::uint16_t>(last);
+  const std::uint16_t shadow = avail_shadow_;
+  store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), static_cast<std::uint16_t>(head),
+          std::memory_order_relaxed);
+  avail_shadow_ = static_cast<std::uint16_t>(shadow + 1);
+  *head_out = static_cast<std::uint16_t>(head);
+  return Errc{};
+}
+
+Errc DriverQueue::add_any(std::span<const Buffer> bufs, std::uint16_t* head_out) noexcept {
+  const std::size_t n = bufs.size();
+  if (mem_ == nullptr || n == 0) return Errc::invalid_argument;
+  if (n > nfree_) return Errc::exhausted;
+  const Buffer* const b = bufs.data();
+  for (std::size_t i = 1; i < n; ++i) {
+    if (b[i - 1].device_writable && !b[i].device_writable) return Errc::invalid_argument;
+  }
+  // Locals: the descriptor stores below may alias any member as far as the compiler knows.
+  std::byte* const desc = desc_;
+  const Slot* const slots = slots_.data();
+  const std::uint32_t head = free_head_;
+  std::uint32_t cur = head;
+  for (std::size_t i = 0;; ++i) {
+    const std::uint32_t flags = b[i].device_writable ? kDescFWrite : 0;
+    if (i + 1 == n) {
+      put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags, 0);
+      break;
+    }
+    const std::uint32_t nxt = slots[cur].next_free;
+    put_desc(desc + 16u * cur, b[i].gpa, b[i].len, flags | kDescFNext, nxt);
     cur = nxt;
   }
-  free_head_ = cur;
-  nfree_ -= static_cast<std::uint32_t>(bufs.size());
-  chain_len_[head] = static_cast<std::uint16_t>(bufs.size());
-  chain_tail_[head] = last;
-  const std::uint32_t slot = avail_shadow_ & (l_.size - 1u);
-  store16(avail_ + 4 + 2 * slot, head, std::memory_order_relaxed);
-  ++avail_shadow_;
-  *head_out = head;
+  added(head, cur, static_cast<std::uint32_t>(n));
+  *head_out = static_cast<std::uint16_t>(head);
   return Errc{};
+}
+
+// The bookkeeping of an added chain [head .. last] of n descriptors, and its avail slot.
+void DriverQueue::added(std::uint32_t head, std::uint32_t last, std::uint32_t n) noexcept {
+  Slot* const slots = slots_.data();
+  free_head_ = slots[last].next_free;
+  nfree_ -= n;
+  slots[head].chain_len = static_cast<std::uint16_t>(n);
+  slots[head].chain_tail = static_cast<std::uint16_t>(last);
+  const std::uint16_t shadow = avail_shadow_;
+  store16(avail_ + 4 + 2 * (shadow & (l_.size - 1u)), static_cast<std::uint16_t>(head),
+          std::memory_order_relaxed);
+  avail_shadow_ = static_cast<std::uint16_t>(shadow + 1);
 }
 
 bool DriverQueue::publish() noexcept {
@@ -426,24 +316,33 @@ bool DriverQueue::publish() noexcept {
 
 bool DriverQueue::pop_used_raw(Used* out) noexcept {
   if (mem_ == nullptr) return false;
+  std::byte* const used = used_;
+  const std::uint32_t size = l_.size;
   for (;;) {
-    const std::uint16_t idx = load16(used_ + 2, std::memory_order_acquire);
-    if (idx == last_used_) return false;
-    const std::byte* e = used_ + 4 + 8u * (last_used_ & (l_.size - 1u));
-    const auto id = ld<std::uint32_t>(e);
-    const auto len = ld<std::uint32_t>(e + 4);
-    ++last_used_;
-    if (event_idx_) store16(avail_ + 4 + 2u * l_.size, last_used_, std::memory_order_relaxed);
-    if (id >= l_.size || chain_len_[id] == 0) {
+    const std::uint16_t last = last_used_;
+    // Read used.idx only when the entries seen last time are reaped (one acquire per batch).
+    if (used_seen_ == last) {
+      used_seen_ = load16(used + 2, std::memory_order_acquire);
+      if (used_seen_ == last) return false;
+    }
+    // {id, len} in one load (each field read once).
+    const auto elem = ld<std::uint64_t>(used + 4 + 8u * (last & (size - 1u)));
+    const auto id = static_cast<std::uint32_t>(elem);
+    const auto next = static_cast<std::uint16_t>(last + 1);
+    last_used_ = next;
+    if (event_idx_) store16(avail_ + 4 + 2u * size, next, std::memory_order_relaxed);
+    Slot* const slots = slots_.data();
+    if (id >= size || slots[id].chain_len == 0) {
       ++bad_used_;  // a device bug: never free what is not in flight
       continue;
     }
-    next_free_[chain_tail_[id]] = free_head_;
+    Slot& h = slots[id];
+    slots[h.chain_tail].next_free = free_head_;
     free_head_ = static_cast<std::uint16_t>(id);
-    nfree_ += chain_len_[id];
-    chain_len_[id] = 0;
+    nfree_ += h.chain_len;
+    h.chain_len = 0;
     out->id = static_cast<std::uint16_t>(id);
-    out->len = len;
+    out->len = static_cast<std::uint32_t>(elem >> 32);
     return true;
   }
 }
@@ -459,6 +358,83 @@ bool DriverQueue::enable_interrupts(bool enable) noexcept {
   if (!enable) return false;
   // Mirror of the device's publish().
   return load16(used_ + 2, std::memory_order_seq_cst) != last_used_;
+}
+
+}  // namespace ioasid::virtio
+
+// ---- the out-of-line parts of the per-chain path (device_queue_hot.hpp) ----------------------
+
+namespace ioasid::virtio {
+
+// GuestMemory::translate, remembering the region that holds gpa.
+std::byte* DeviceQueue::Hot::translate_miss(DeviceQueue& q, std::uint64_t gpa,
+                                            std::uint64_t len) noexcept {
+  for (const GuestRegion& r : q.mem_->regions()) {
+    if (gpa < r.gpa) continue;
+    const std::uint64_t off = gpa - r.gpa;
+    if (off >= r.size) continue;
+    q.last_region_ = r;
+    if (len > r.size - off) return nullptr;  // regions never overlap: no other can hold it
+    return r.host + off;
+  }
+  return nullptr;
+}
+
+// Any chain, every check; entered with the state and the descriptor the fast path had in hand.
+bool DeviceQueue::Hot::walk_general(DeviceQueue& q, WalkState& s, Chain& out) noexcept {
+  for (;;) {
+    const RawDesc& d = s.d;
+    std::uint32_t idx = 0;
+    if ((d.flags & kDescFIndirect) != 0) {
+      if (s.indirect) return q.fail(QueueFault::indirect_nested);
+      // Only the head may point to a table (as every driver does), never together with NEXT.
+      if (!q.o_.indirect || !s.first || (d.flags & kDescFNext) != 0 || d.len == 0 ||
+          d.len % 16 != 0 || d.len / 16 > q.l_.size) {
+        return q.fail(QueueFault::indirect_bad);
+      }
+      s.table = translate(q, d.addr, d.len);
+      if (s.table == nullptr) return q.fail(QueueFault::desc_address);
+      s.table_n = d.len / 16;
+      s.budget = s.table_n;
+      s.indirect = true;
+    } else {
+      if (d.len == 0) return q.fail(QueueFault::zero_length);
+      std::byte* p = translate(q, d.addr, d.len);
+      if (p == nullptr) return q.fail(QueueFault::desc_address);
+      s.total += d.len;
+      if (s.total > 0xFFFF'FFFFull) return q.fail(QueueFault::chain_bytes);
+      if ((d.flags & kDescFWrite) != 0) {
+        s.seen_write = true;
+        q.wsegs_[q.nwsegs_++] = {p, d.len};  // nwsegs_ < size: at most size descriptors per chain
+        s.wtotal += d.len;
+      } else {
+        if (s.seen_write) return q.fail(QueueFault::write_before_read);
+        if (!s.oversized) {
+          if (d.len > q.rscratch_.size() - s.rlen) {
+            s.oversized = true;
+          } else {
+            internal::copy_bytes(q.rscratch_.data() + s.rlen, p, d.len);
+            s.rlen += d.len;
+          }
+        }
+      }
+      if ((d.flags & kDescFNext) == 0) break;
+      idx = d.next;
+    }
+    s.first = false;
+    if (idx >= s.table_n) return q.fail(QueueFault::desc_index);
+    if (s.budget == 0) return q.fail(QueueFault::chain_too_long);
+    --s.budget;
+    s.d = internal::read_desc(s.table + 16u * idx);
+  }
+  out.head = s.head;
+  out.oversized = s.oversized;
+  out.readable = s.oversized ? std::span<const std::byte>{}
+                             : std::span<const std::byte>(q.rscratch_.data(), s.rlen);
+  out.writable_total = static_cast<std::uint32_t>(s.wtotal);
+  out.writable = std::span<std::byte>(q.wscratch_.data(),
+                                      std::min<std::uint64_t>(s.wtotal, q.wscratch_.size()));
+  return true;
 }
 
 }  // namespace ioasid::virtio

@@ -478,6 +478,20 @@ TEST_F(VirtqueueTest, BrokenChainOver4GiB) {
   munmap(p, kHuge);
 }
 
+// The common shape (one readable, one writable descriptor: the fast path of the walk) over 4 GiB.
+TEST_F(VirtqueueTest, BrokenRequestAndReplyOver4GiB) {
+  constexpr std::uint64_t kHuge = 5ull << 30;
+  void* p = mmap(nullptr, kHuge, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) GTEST_SKIP() << "no 5 GiB of address space";
+  ASSERT_TRUE(mem_.add_region({1ull << 40, kHuge, static_cast<std::byte*>(p)}));
+  desc(layout_.desc, 0, kBufs, 8, kDescFNext, 1);
+  desc(layout_.desc, 1, 1ull << 40, 0xFFFF'FFF8u, kDescFWrite, 0);  // 8 + that = 2^32
+  make_available(0);
+  expect_broken(QueueFault::chain_bytes);
+  munmap(p, kHuge);
+}
+
 // ---- notification suppression
 // --------------------------------------------------------------------
 
