@@ -231,29 +231,20 @@ TEST(SystemdUnits, SocketActivationWithTheUnitsCommandLine) {
   }
   const std::string dir = make_temp_dir();
   const std::string sock = dir + "/broker.sock";
-  const std::string notify = dir + "/notify";
-  const int nfd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, notify.c_str(), sizeof a.sun_path - 1);
-  ASSERT_EQ(::bind(nfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  internal::ReadyListener ready;
+  ASSERT_EQ(ready.open(), "");
 
   // systemd-socket-activate -l SOCK -E NOTIFY_SOCKET=... <ExecStart with the example policy>
   std::vector<std::string> args = {SYSTEMD_SOCKET_ACTIVATE, "-l", sock, "-E",
-                                   "NOTIFY_SOCKET=" + notify};
+                                   "NOTIFY_SOCKET=" + ready.notify_socket()};
   for (const std::string& w : exec_start(dir, {"--policy", POLICY_EXAMPLE})) args.push_back(w);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
+  const pid_t pid = internal::spawn(args, [] {
     if (!DaemonProcess::verbose()) {
       const int devnull = ::open("/dev/null", O_WRONLY);
       ::dup2(devnull, 2);
     }
-    std::vector<char*> argv;
-    for (auto& s : args) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  });
+  ASSERT_GT(pid, 0);
   // The socket exists before the daemon runs (systemd's), and the daemon starts only now.
   for (int i = 0; i < 400 && !std::filesystem::exists(sock); ++i) ::usleep(10'000);
   ASSERT_TRUE(std::filesystem::exists(sock));
@@ -269,12 +260,9 @@ TEST(SystemdUnits, SocketActivationWithTheUnitsCommandLine) {
     EXPECT_EQ(st.exit_code(), 4) << st.err;  // served, but this uid is no admin in the example
   }
   // READY=1 arrived on NOTIFY_SOCKET (before the status request was answered).
-  char buf[512] = {};
-  pollfd p{nfd, POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 5000), 1);
-  ASSERT_GT(::recv(nfd, buf, sizeof buf - 1, 0), 0);
-  EXPECT_NE(std::strstr(buf, "READY=1"), nullptr) << buf;
-  ::close(nfd);
+  int early_status = 0;
+  EXPECT_EQ(ready.wait(pid, std::chrono::seconds(5), &early_status),
+            internal::ReadyListener::Outcome::ready);
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);

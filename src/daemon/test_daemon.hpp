@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "broker/proto.hpp"
+#include "common/internal/child_process.hpp"
 
 namespace ioasid::testing {
 
@@ -59,13 +60,8 @@ class DaemonProcess {
   // Starts ioasidd with --socket and --state-dir in dir() plus extra; returns true once it
   // reported READY=1, false if it exited first (exit_status() says how).
   bool start(std::vector<std::string> extra = {}) {
-    const std::string notify = dir_ + "/notify";
-    ::unlink(notify.c_str());
-    const int nfd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, notify.c_str(), sizeof a.sun_path - 1);
-    if (::bind(nfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) std::abort();
+    internal::ReadyListener ready;
+    if (!ready.open().empty()) std::abort();
     std::vector<std::string> args = {IOASIDD_PATH, "--socket", socket(), "--state-dir",
                                      state_dir()};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -82,8 +78,8 @@ class DaemonProcess {
         std::abort();
       }
     }
-    pid_ = ::fork();
-    if (pid_ == 0) {
+    const std::string& notify = ready.notify_socket();
+    pid_ = internal::spawn(args, [&] {
       if (listen_fd >= 0) {
         if (listen_fd != 3) {
           ::dup2(listen_fd, 3);
@@ -97,31 +93,21 @@ class DaemonProcess {
         const int devnull = ::open("/dev/null", O_WRONLY);
         ::dup2(devnull, 2);
       }
-      std::vector<char*> argv;
-      for (auto& s : args) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    });
     if (listen_fd >= 0) ::close(listen_fd);
-    bool ready = false;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!ready && std::chrono::steady_clock::now() < until) {
-      pollfd p{nfd, POLLIN, 0};
-      if (::poll(&p, 1, 50) == 1) {
-        char buf[256] = {};
-        const ssize_t n = ::recv(nfd, buf, sizeof buf - 1, 0);
-        if (n > 0 && std::strstr(buf, "READY=1") != nullptr) ready = true;
-      }
-      int status = 0;
-      if (!ready && ::waitpid(pid_, &status, WNOHANG) == pid_) {
+    if (pid_ < 0) std::abort();
+    int status = 0;
+    switch (ready.wait(pid_, std::chrono::seconds(30), &status)) {
+      case internal::ReadyListener::Outcome::ready:
+        return true;
+      case internal::ReadyListener::Outcome::exited:
         pid_ = -1;
         status_ = status;
+        return false;
+      case internal::ReadyListener::Outcome::timed_out:
         break;
-      }
     }
-    ::close(nfd);
-    return ready;
+    return false;  // still running, not ready: the destructor (or kill9) reaps it
   }
 
   // SIGKILL and reap.
@@ -157,19 +143,14 @@ class DaemonProcess {
 inline int run_daemon_to_exit(const std::vector<std::string>& extra, std::string* err) {
   int pipefd[2];
   if (::pipe(pipefd) != 0) std::abort();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
+  std::vector<std::string> args = {IOASIDD_PATH};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const pid_t pid = internal::spawn(args, [&] {
     ::dup2(pipefd[1], 2);
     ::dup2(pipefd[1], 1);
     ::close(pipefd[0]);
-    std::vector<std::string> args = {IOASIDD_PATH};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& s : args) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  });
+  if (pid < 0) std::abort();
   ::close(pipefd[1]);
   char buf[4096];
   ssize_t n;
@@ -198,8 +179,9 @@ inline ProgramResult run_program(const std::string& path, const std::vector<std:
   int out_pipe[2];
   int err_pipe[2];
   if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) std::abort();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
+  std::vector<std::string> all = {path};
+  all.insert(all.end(), args.begin(), args.end());
+  const pid_t pid = internal::spawn(all, [&] {
     ::dup2(out_pipe[1], 1);
     ::dup2(err_pipe[1], 2);
     const int devnull = ::open("/dev/null", O_RDONLY);
@@ -215,14 +197,8 @@ inline ProgramResult run_program(const std::string& path, const std::vector<std:
       }
     }
     if (before_exec != nullptr) before_exec();
-    std::vector<std::string> all = {path};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  });
+  if (pid < 0) std::abort();
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   ProgramResult r;
