@@ -21,12 +21,21 @@ function(ioasid_add_test name)
   add_executable(${name} ${sources})
   target_link_libraries(${name} PRIVATE ioasid_static GTest::gtest GTest::gtest_main GTest::gmock
                         ioasid_warnings ${T_LIBS})
-  set(serial FALSE)
-  if(T_RUN_SERIAL)
-    set(serial TRUE)
+  # An empty LABELS value would vanish from the list and shift the pairs after it (RUN_SERIAL
+  # would become a label): only name the properties that are set.
+  set(properties "")
+  if(T_LABELS)
+    string(REPLACE ";" "\\;" labels "${T_LABELS}")  # several labels: one property value
+    list(APPEND properties LABELS "${labels}")
   endif()
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${T_LABELS}"
-                       RUN_SERIAL ${serial})
+  if(T_RUN_SERIAL)
+    list(APPEND properties RUN_SERIAL TRUE)
+  endif()
+  if(properties)
+    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES ${properties})
+  else()
+    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60)
+  endif()
   if("concurrency" IN_LIST T_LABELS)
     add_dependencies(concurrency_tests ${name})
   endif()

@@ -101,6 +101,7 @@ TEST(SystemdUnits, ServiceUnitSaysWhatTheManualSays) {
   EXPECT_EQ(one(u, "Service", "User"), "ioasid");
   EXPECT_EQ(one(u, "Service", "Group"), "ioasid");
   EXPECT_EQ(one(u, "Service", "Restart"), "on-failure");
+  EXPECT_EQ(one(u, "Service", "WatchdogSec"), "30s");  // the daemon beats at half of it
   for (const char* yes :
        {"NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices", "PrivateNetwork",
         "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",

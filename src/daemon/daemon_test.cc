@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <cerrno>
 #include <set>
 #include <thread>
@@ -715,6 +716,60 @@ TEST(DaemonCli, SocketActivation) {
   EXPECT_EQ(c.call(2, o).status, 0);
   EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
   EXPECT_TRUE(std::filesystem::exists(d.socket()));  // systemd's socket: not removed
+}
+
+// WatchdogSec=: systemd passes WATCHDOG_USEC and expects WATCHDOG=1 at least that often; the daemon
+// beats at half the interval, idle or busy, with a STATUS= line of what it serves.
+TEST(DaemonCli, WatchdogBeatsWhileIdleAndWhileServing) {
+  DaemonProcess d;
+  d.set_env("WATCHDOG_USEC", "200000");
+  ASSERT_TRUE(d.start());
+  for (int i = 0; i < 3; ++i) {
+    const std::string beat = d.next_notification("WATCHDOG=1", std::chrono::seconds(5));
+    ASSERT_FALSE(beat.empty()) << "beat " << i;
+    EXPECT_NE(beat.find("STATUS=serving 0 sessions, 0 connections"), std::string::npos) << beat;
+  }
+  RawConn c(d.socket());
+  ASSERT_EQ(c.hello(), bw::kAllFeatures);
+  b::OpenSessionRequest o;
+  o.vm_token = 5;
+  o.quota = 4;
+  ASSERT_EQ(c.call(2, o).status, 0);
+  bool saw_session = false;
+  for (int i = 0; i < 5 && !saw_session; ++i) {
+    const std::string beat = d.next_notification("WATCHDOG=1", std::chrono::seconds(5));
+    ASSERT_FALSE(beat.empty());
+    saw_session = beat.find("serving 1 sessions, 1 connections") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_session);
+  // A client keeping the loop busy does not starve the beat.
+  std::atomic<bool> done{false};
+  std::uint64_t pairs = 0;
+  std::thread load([&] {
+    std::uint64_t rid = 100;
+    while (!done.load()) {
+      auto r = c.call(++rid, b::AllocRequest{1, 0xFFFFF});
+      if (r.status != 0) break;
+      if (c.call(++rid, b::FreeRequest{std::get<b::AllocReply>(r.body).id}).status != 0) break;
+      ++pairs;
+    }
+  });
+  int beats = 0;
+  for (int i = 0; i < 3; ++i) {
+    if (!d.next_notification("WATCHDOG=1", std::chrono::seconds(5)).empty()) ++beats;
+  }
+  done = true;
+  load.join();
+  EXPECT_EQ(beats, 3);
+  EXPECT_GT(pairs, 0u);
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
+}
+
+TEST(DaemonCli, NoWatchdogBeatsWithoutWatchdogSec) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  EXPECT_EQ(d.next_notification("WATCHDOG=1", std::chrono::milliseconds(600)), "");
+  EXPECT_EQ(WEXITSTATUS(d.stop()), 0);
 }
 
 TEST(DaemonCli, SecondDaemonOnTheSameStateIsRefused) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -200,6 +201,17 @@ int main(int argc, char** argv) {
     if (config.listen_fd < 0) return die(kExitRuntime, "{}", error);
   }
 
+  // WatchdogSec=: systemd sets WATCHDOG_USEC; beat at half the interval, as sd_watchdog_enabled(3)
+  // advises, with the STATUS= line refreshed on each beat.
+  std::uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    config.heartbeat_ms =
+        static_cast<std::uint32_t>(std::clamp<std::uint64_t>(watchdog_usec / 2000, 1, 3'600'000));
+    config.heartbeat = [](std::size_t sessions, std::size_t connections) {
+      sd_notifyf(0, "WATCHDOG=1\nSTATUS=serving %zu sessions, %zu connections", sessions,
+                 connections);
+    };
+  }
   auto server = Server::create(config, store.get(), &error);
   if (!server) return die(kExitRuntime, "{}", error);
   sd_notifyf(0, "READY=1\nSTATUS=serving %zu sessions", server->sessions());

@@ -309,8 +309,16 @@ int Server::run() {
   log(6, "serving: {}-bit space, {} sessions, grace {}s", config_.id_bits, sessions_.size(),
       config_.grace_seconds);
   epoll_event events[64];
+  const std::int64_t beat_ns = std::int64_t{config_.heartbeat_ms} * 1'000'000;
+  std::int64_t last_beat_ns = mono_ns();
   while (!stop_) {
-    const int n = epoll_wait(epoll_fd_, events, 64, next_timeout(realtime_ms()));
+    int timeout_ms = next_timeout(realtime_ms());
+    if (beat_ns > 0) {
+      const auto left_ms = static_cast<int>(
+          std::max<std::int64_t>(0, last_beat_ns + beat_ns - mono_ns()) / 1'000'000);
+      if (timeout_ms < 0 || timeout_ms > left_ms) timeout_ms = left_ms;
+    }
+    const int n = epoll_wait(epoll_fd_, events, 64, timeout_ms);
     if (n < 0 && errno != EINTR) fatal(std::string("epoll_wait: ") + std::strerror(errno));
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
@@ -349,6 +357,10 @@ int Server::run() {
       if (it->second->session != nullptr) continue;  // detached next iteration, in a transaction
       ::close(fd);
       conns_.erase(it);
+    }
+    if (beat_ns > 0 && mono_ns() - last_beat_ns >= beat_ns) {
+      last_beat_ns = mono_ns();
+      if (config_.heartbeat) config_.heartbeat(sessions_.size(), conns_.size());
     }
   }
   return 0;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,6 +38,11 @@ struct ServerConfig {
   std::uint32_t max_clients = 1024;            // connections; more are closed at accept
   std::uint32_t replies_kept = 256;  // stored replies per session at least (exactly-once window)
   bool no_sync = false;              // the store runs with synchronous=OFF (STATUS says so)
+  // When heartbeat_ms > 0, the loop calls heartbeat(sessions, connections) at least that often,
+  // each time after the iteration's commit: a loop stuck in a request or in a flush stops beating.
+  // main() sends sd_notify WATCHDOG=1 from it when systemd's WatchdogSec= is set.
+  std::uint32_t heartbeat_ms = 0;
+  std::function<void(std::size_t sessions, std::size_t connections)> heartbeat;
   std::uint32_t daemon_version = 0;  // (major << 16) | (minor << 8) | patch, for STATUS
   Policy policy;
 };

@@ -20,7 +20,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "broker/proto.hpp"
@@ -60,7 +62,8 @@ class DaemonProcess {
   // Starts ioasidd with --socket and --state-dir in dir() plus extra; returns true once it
   // reported READY=1, false if it exited first (exit_status() says how).
   bool start(std::vector<std::string> extra = {}) {
-    internal::ReadyListener ready;
+    notify_ = std::make_unique<internal::ReadyListener>();
+    internal::ReadyListener& ready = *notify_;
     if (!ready.open().empty()) std::abort();
     std::vector<std::string> args = {IOASIDD_PATH, "--socket", socket(), "--state-dir",
                                      state_dir()};
@@ -89,6 +92,7 @@ class DaemonProcess {
         ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
       }
       ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+      for (const auto& [name, value] : env_) ::setenv(name.c_str(), value.c_str(), 1);
       if (!verbose()) {
         const int devnull = ::open("/dev/null", O_WRONLY);
         ::dup2(devnull, 2);
@@ -108,6 +112,29 @@ class DaemonProcess {
         break;
     }
     return false;  // still running, not ready: the destructor (or kill9) reaps it
+  }
+
+  // The next start()s set name=value in the daemon's environment.
+  void set_env(std::string name, std::string value) {
+    env_.emplace_back(std::move(name), std::move(value));
+  }
+
+  // After start(): waits for the daemon's next sd_notify message holding assignment ("WATCHDOG=1")
+  // and returns it whole, or "" when none came within the timeout.
+  std::string next_notification(const char* assignment, std::chrono::milliseconds timeout) {
+    if (notify_ == nullptr || pid_ <= 0) return {};
+    int status = 0;
+    switch (notify_->wait_for(assignment, pid_, timeout, &status)) {
+      case internal::ReadyListener::Outcome::ready:
+        return notify_->last_message();
+      case internal::ReadyListener::Outcome::exited:
+        pid_ = -1;
+        status_ = status;
+        break;
+      case internal::ReadyListener::Outcome::timed_out:
+        break;
+    }
+    return {};
   }
 
   // SIGKILL and reap.
@@ -136,6 +163,8 @@ class DaemonProcess {
   int status_ = 0;
   bool owns_dir_ = true;
   bool activate_ = false;
+  std::vector<std::pair<std::string, std::string>> env_;
+  std::unique_ptr<internal::ReadyListener> notify_;  // the NOTIFY_SOCKET of the last start()
 };
 
 // Runs ioasidd to completion (for command-line and policy errors); returns the wait status and

@@ -75,22 +75,36 @@ class ReadyListener {
   // Waits until READY=1 arrives, pid exits (then reaped, its wait status in *status), or the
   // timeout passes.
   Outcome wait(pid_t pid, std::chrono::milliseconds timeout, int* status) {
+    return wait_for("READY=1", pid, timeout, status);
+  }
+
+  // The same for the next message holding `assignment` (say "WATCHDOG=1"): Outcome::ready when it
+  // came. Messages without it are consumed and dropped.
+  Outcome wait_for(const char* assignment, pid_t pid, std::chrono::milliseconds timeout,
+                   int* status) {
     const auto until = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < until) {
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, 20) == 1) {
         char buf[512] = {};
         const ssize_t n = ::recv(fd_, buf, sizeof buf - 1, 0);
-        if (n > 0 && std::strstr(buf, "READY=1") != nullptr) return Outcome::ready;
+        if (n > 0) {
+          last_message_.assign(buf, static_cast<std::size_t>(n));
+          if (std::strstr(buf, assignment) != nullptr) return Outcome::ready;
+        }
       }
       if (::waitpid(pid, status, WNOHANG) == pid) return Outcome::exited;
     }
     return Outcome::timed_out;
   }
 
+  // The last message received, whole ("WATCHDOG=1\nSTATUS=...").
+  [[nodiscard]] const std::string& last_message() const { return last_message_; }
+
  private:
   int fd_ = -1;
   std::string address_;
+  std::string last_message_;
 };
 
 // fork, then in the child setup() and execv(args[0], args); exit status 127 when execv fails.
