@@ -314,8 +314,9 @@ int Server::run() {
   while (!stop_) {
     int timeout_ms = next_timeout(realtime_ms());
     if (beat_ns > 0) {
+      // Rounded up: a beat less than 1 ms away waits 1 ms rather than spinning with timeout 0.
       const auto left_ms = static_cast<int>(
-          std::max<std::int64_t>(0, last_beat_ns + beat_ns - mono_ns()) / 1'000'000);
+          (std::max<std::int64_t>(0, last_beat_ns + beat_ns - mono_ns()) + 999'999) / 1'000'000);
       if (timeout_ms < 0 || timeout_ms > left_ms) timeout_ms = left_ms;
     }
     const int n = epoll_wait(epoll_fd_, events, 64, timeout_ms);
