@@ -105,6 +105,7 @@ struct DaemonStats {
   std::uint64_t protocol_errors = 0;
   std::uint64_t journal_commits = 0;
   std::uint64_t journal_commit_ns = 0;
+  std::uint64_t journal_flushes = 0;  // WAL flushes the replies waited for
 };
 
 // The daemon's identity and configuration (STATUS), and what its HELLO said on this connection.

@@ -120,7 +120,6 @@ bool zero(const std::uint8_t (&bytes)[N]) noexcept {
   return wire::all_zero(bytes);
 }
 bool zero(const wire::le32& v) noexcept { return v.load() == 0; }
-bool zero(const wire::le64& v) noexcept { return v.load() == 0; }
 bool zero(const ResumeToken& t) noexcept {
   return std::all_of(t.begin(), t.end(), [](std::uint8_t b) { return b == 0; });
 }
@@ -371,7 +370,6 @@ Decoded<ReplyBody> decode_body(MsgType type, std::span<const std::byte> b) noexc
     }
     case MsgType::stats: {
       const auto w = load<bw::StatsReply>(b);
-      if (!zero(w.reserved)) return close_conn(Reason::reserved_nonzero);
       StatsReply r{};
       r.space.live_ids = w.live_ids.load();
       r.space.free_pending_ids = w.free_pending_ids.load();
@@ -384,9 +382,9 @@ Decoded<ReplyBody> decode_body(MsgType type, std::span<const std::byte> b) noexc
       r.space.releases = w.releases.load();
       r.space.quota_refusals = w.quota_refusals.load();
       r.space.exhausted_refusals = w.exhausted_refusals.load();
-      r.daemon = {w.clients.load(),         w.sessions.load(),         w.detached_sessions.load(),
-                  w.requests.load(),        w.error_replies.load(),    w.protocol_errors.load(),
-                  w.journal_commits.load(), w.journal_commit_ns.load()};
+      r.daemon = {w.clients.load(),         w.sessions.load(),          w.detached_sessions.load(),
+                  w.requests.load(),        w.error_replies.load(),     w.protocol_errors.load(),
+                  w.journal_commits.load(), w.journal_commit_ns.load(), w.journal_flushes.load()};
       return r;
     }
     case MsgType::status: {
@@ -515,6 +513,7 @@ void put_body(std::span<std::byte> out, std::size_t at, const ReplyBody& body) n
           w.protocol_errors.store(r.daemon.protocol_errors);
           w.journal_commits.store(r.daemon.journal_commits);
           w.journal_commit_ns.store(r.daemon.journal_commit_ns);
+          w.journal_flushes.store(r.daemon.journal_flushes);
           put_at(out, at, w);
         }
       },

@@ -379,6 +379,7 @@ struct DaemonStats {
   std::uint64_t protocol_errors = 0;
   std::uint64_t journal_commits = 0;
   std::uint64_t journal_commit_ns = 0;
+  std::uint64_t journal_flushes = 0;
   friend bool operator==(const DaemonStats&, const DaemonStats&) = default;
 };
 struct StatsReply {

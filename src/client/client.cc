@@ -239,6 +239,7 @@ Result<DaemonStats> DaemonAdmin::stats() noexcept {
     s.protocol_errors = st.daemon.protocol_errors;
     s.journal_commits = st.daemon.journal_commits;
     s.journal_commit_ns = st.daemon.journal_commit_ns;
+    s.journal_flushes = st.daemon.journal_flushes;
   });
   if (e != Errc{}) return fail(e);
   return s;

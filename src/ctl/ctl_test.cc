@@ -345,7 +345,7 @@ TEST_F(CtlSetupTest, StatsJsonAndTableMatchTheClientLibrary) {
   ASSERT_TRUE(admin);
   const DaemonStats want = (*admin)->stats().value();
   const json j = ctl_json({"stats"});
-  EXPECT_EQ(j.size(), 19u);
+  EXPECT_EQ(j.size(), 20u);
   EXPECT_EQ(j["live_ids"], want.space.live_ids);
   EXPECT_EQ(j["free_pending_ids"], want.space.free_pending_ids);
   EXPECT_EQ(j["reserved_ids"], 1);
@@ -358,6 +358,11 @@ TEST_F(CtlSetupTest, StatsJsonAndTableMatchTheClientLibrary) {
   EXPECT_EQ(j["clients"], 4);  // two VMs, the admin above and ioasidctl
   EXPECT_GE(j["requests"].get<std::uint64_t>(), want.requests);
   EXPECT_GE(j["journal_commits"].get<std::uint64_t>(), want.journal_commits);
+  // Every commit was flushed (by the loop or the flusher thread, several at a time), and the
+  // state rebuilt at start once.
+  EXPECT_GE(j["journal_flushes"].get<std::uint64_t>(), want.journal_flushes);
+  EXPECT_GE(want.journal_flushes, 1u);
+  EXPECT_LE(want.journal_flushes, want.journal_commits + 1);
   const ProgramResult t = ctl({"stats"});
   ASSERT_EQ(t.exit_code(), 0);
   EXPECT_TRUE(std::regex_search(t.out, std::regex("\\nlive_ids +4\\n"))) << t.out;
@@ -384,6 +389,7 @@ TEST_F(CtlSetupTest, MetricsExposition) {
   EXPECT_EQ(value_of(m, "ioasid_vm_dying", {{"vm", "43"}}), 0);
   EXPECT_GT(value_of(m, "ioasid_journal_commits_total"), 0);
   EXPECT_GT(value_of(m, "ioasid_journal_commit_seconds_total"), 0);
+  EXPECT_GT(value_of(m, "ioasid_journal_flushes_total"), 0);
   EXPECT_GT(value_of(m, "ioasid_start_time_seconds"), 1.6e9);
   for (const auto& [name, f] : m) {
     EXPECT_EQ(f.type == "counter", name.size() > 6 && name.ends_with("_total")) << name;

@@ -122,6 +122,9 @@ std::vector<MetricFamily> daemon_metrics(const DaemonStatus& status, const Daemo
                       {integer(st.journal_commits)}));
   f.push_back(counter("ioasid_journal_commit_seconds_total", "Time spent committing them.",
                       {real(static_cast<double>(st.journal_commit_ns) / 1e9)}));
+  f.push_back(counter("ioasid_journal_flushes_total",
+                      "WAL flushes that replies waited for (one covers every commit before it).",
+                      {integer(st.journal_flushes)}));
 
   MetricFamily pasids = gauge("ioasid_vm_pasids", "PASIDs a VM holds.", {});
   MetricFamily quota = gauge("ioasid_vm_quota_pasids", "A VM's quota.", {});

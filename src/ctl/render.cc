@@ -134,7 +134,8 @@ std::vector<std::pair<const char*, std::uint64_t>> counters(const DaemonStats& s
           {"error_replies", s.error_replies},
           {"protocol_errors", s.protocol_errors},
           {"journal_commits", s.journal_commits},
-          {"journal_commit_ns", s.journal_commit_ns}};
+          {"journal_commit_ns", s.journal_commit_ns},
+          {"journal_flushes", s.journal_flushes}};
 }
 
 }  // namespace
@@ -215,7 +216,8 @@ json status_json(const StatusView& v) {
               {"live_ids", s.space.live_ids},
               {"free_pending_ids", s.space.free_pending_ids},
               {"journal_commits", s.journal_commits},
-              {"journal_commit_mean_ms", mean_commit_ms(s)}};
+              {"journal_commit_mean_ms", mean_commit_ms(s)},
+              {"journal_flushes", s.journal_flushes}};
 }
 
 std::string status_text(const StatusView& v) {
@@ -230,7 +232,7 @@ std::string status_text(const StatusView& v) {
        fmt::format("{} (up {})", iso_utc(st.started_ms), duration_text(uptime_seconds(v)))},
       {"protocol", fmt::format("version {}, features {}, {} requests in flight",
                                st.protocol_version, features, st.max_in_flight)},
-      {"durability", st.durable ? "durable (SQLite WAL, synchronous=FULL, group commit)"
+      {"durability", st.durable ? "durable (SQLite WAL flushed before each reply, group commit)"
                                 : "NOT DURABLE (--no-sync)"},
       {"space", fmt::format("{}-bit, capacity {}, {} reserved by quotas", st.id_bits,
                             s.space.capacity, s.space.quota_reserved)},
@@ -239,7 +241,8 @@ std::string status_text(const StatusView& v) {
       {"clients", std::to_string(s.clients)},
       {"pasids",
        fmt::format("{} live ({} free pending)", s.space.live_ids, s.space.free_pending_ids)},
-      {"journal", fmt::format("{} commits, {:.3f} ms mean", s.journal_commits, mean_commit_ms(s))},
+      {"journal", fmt::format("{} commits, {:.3f} ms mean, {} flushes", s.journal_commits,
+                              mean_commit_ms(s), s.journal_flushes)},
   });
 }
 

@@ -31,6 +31,7 @@
 
 namespace {
 
+using ioasid::daemon::Durability;
 using ioasid::daemon::Policy;
 using ioasid::daemon::Server;
 using ioasid::daemon::ServerConfig;
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
   std::string state_dir = "/var/lib/ioasid";
   std::string policy_file;
   bool no_sync = false;
+  std::string commit_flush = "thread";
   bool print_caps = false;
   app.add_option("--socket,--socket-path", socket_path,
                  "Unix socket to listen on (unless a socket is passed by systemd)");
@@ -143,6 +145,11 @@ int main(int argc, char** argv) {
   app.add_option("--capacity", config.capacity, "IDs the quotas may reserve in total; 0: all")
       ->capture_default_str();
   app.add_flag("--no-sync", no_sync, "synchronous=OFF (benchmark comparison only: not durable)");
+  app.add_option("--commit-flush", commit_flush,
+                 "Who flushes a commit to disk: a flusher thread while the loop serves the next "
+                 "requests, or the commit itself (the loop waits)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"thread", "inline"}));
   app.add_flag("--print-capabilities", print_caps, "Print capabilities as JSON and exit");
   try {
     app.parse(argc, argv);
@@ -183,7 +190,10 @@ int main(int argc, char** argv) {
     return die(kExitRuntime, "state directory {}: {}", state_dir, std::strerror(errno));
   }
   std::string error;
-  auto store = Store::open(state_dir + "/ioasidd.sqlite3", !no_sync, &error);
+  const Durability durability = no_sync                    ? Durability::none
+                                : commit_flush == "inline" ? Durability::flush_in_commit
+                                                           : Durability::flush_after_commit;
+  auto store = Store::open(state_dir + "/ioasidd.sqlite3", durability, &error);
   if (!store) return die(kExitRuntime, "store: {}", error);
 
   const int inherited = sd_listen_fds(1);

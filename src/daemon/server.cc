@@ -3,6 +3,8 @@
 // (server.hpp, docs/daemon.md).
 #include "daemon/server.hpp"
 
+#include "daemon/reply_queue.hpp"
+
 #include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -29,15 +31,14 @@ struct Conn {
   PeerCred cred;
   std::vector<std::byte> in;  // received bytes; in_off of them already consumed
   std::size_t in_off = 0;
-  std::vector<std::byte> out;  // reply bytes; out_off of them already sent
-  std::size_t out_off = 0;
+  ReplyQueue out;
   bool hello = false;
   std::uint64_t features = 0;
   Session* session = nullptr;
   bool eof = false;   // the peer closed (or the socket failed): close once processed
   bool dead = false;  // close without processing more
   std::uint32_t interest = 0;
-  [[nodiscard]] std::size_t pending_out() const noexcept { return out.size() - out_off; }
+  [[nodiscard]] std::size_t pending_out() const noexcept { return out.pending(); }
   [[nodiscard]] std::size_t pending_in() const noexcept { return in.size() - in_off; }
 };
 
@@ -145,12 +146,26 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Store* store, std::s
   }
   s->space_ = std::move(*space);
   if (!s->rebuild(error)) return nullptr;
+  if (store->durability() == Durability::flush_after_commit) {
+    s->flusher_ = std::make_unique<WalFlusher>(store->wal_path(), store->directory());
+    if (!s->flusher_->start()) {
+      *error = std::string("eventfd: ") + std::strerror(errno);
+      return nullptr;
+    }
+    // The rebuilt state (fresh grace periods, reclaimed sessions) is durable before the daemon
+    // reports readiness.
+    if (!s->flusher_->flush_now(0)) {
+      *error = s->flusher_->error();
+      return nullptr;
+    }
+  }
   s->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (s->epoll_fd_ < 0) {
     *error = std::string("epoll_create1: ") + std::strerror(errno);
     return nullptr;
   }
-  for (int fd : {s->config_.listen_fd, s->config_.signal_fd}) {
+  for (int fd :
+       {s->config_.listen_fd, s->config_.signal_fd, s->flusher_ ? s->flusher_->event_fd() : -1}) {
     if (fd < 0) continue;
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -325,6 +340,8 @@ int Server::run() {
       const int fd = events[i].data.fd;
       if (fd == config_.listen_fd) {
         accept_all();
+      } else if (flusher_ && fd == flusher_->event_fd()) {
+        flusher_->acknowledge();
       } else if (fd == config_.signal_fd) {
         signalfd_siginfo si{};
         if (::read(fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
@@ -342,12 +359,31 @@ int Server::run() {
       if (!store_->commit()) fatal("store commit: " + store_->last_error());
       ++stats_.journal_commits;
       stats_.journal_commit_ns += static_cast<std::uint64_t>(mono_ns() - t0);
+      ++commit_epoch_;
+      if (flusher_) {
+        // Overlap pays when there is something to do meanwhile. With no flush in progress and no
+        // request waiting, the loop flushes itself: a hand-off to the thread and back costs two
+        // wake-ups on the one client's round trip.
+        if (!flusher_->busy() && !work_waiting()) {
+          if (!flusher_->flush_now(commit_epoch_)) fatal("WAL flush: " + flusher_->error());
+        } else {
+          flusher_->request(commit_epoch_);
+        }
+      } else {
+        durable_epoch_ = commit_epoch_;  // COMMIT flushed (or nothing is ever flushed)
+      }
     }
-    // Replies go out only now, after COMMIT.
+    if (flusher_) {
+      if (flusher_->failed()) fatal("WAL flush: " + flusher_->error());
+      durable_epoch_ = flusher_->flushed();
+    }
+    // Replies go out only now, after COMMIT, and as far as what they depend on is durable.
     std::vector<int> closing;
     for (auto& [fd, c] : conns_) {
+      c->out.hold(commit_epoch_, durable_epoch_);
+      c->out.release(durable_epoch_);
       if (!c->dead) flush(*c);
-      if (c->dead || (c->eof && c->session == nullptr && !has_frame(*c))) {
+      if (c->dead || (c->eof && c->session == nullptr && !has_frame(*c) && !c->out.holding())) {
         closing.push_back(fd);
       } else {
         update_interest(*c);
@@ -360,11 +396,40 @@ int Server::run() {
       conns_.erase(it);
     }
     if (beat_ns > 0 && mono_ns() - last_beat_ns >= beat_ns) {
-      last_beat_ns = mono_ns();
-      if (config_.heartbeat) config_.heartbeat(sessions_.size(), conns_.size());
+      // A flush that has not come back within a beat interval stalls the daemon as surely as a
+      // stuck loop: no beat then.
+      std::int64_t since = 0;
+      const bool flush_stuck =
+          flusher_ && flusher_->pending(&since) && mono_ns() - since >= beat_ns;
+      if (!flush_stuck) {
+        last_beat_ns = mono_ns();
+        if (config_.heartbeat) config_.heartbeat(sessions_.size(), conns_.size());
+      }
     }
   }
+  flush_at_exit();
   return 0;
+}
+
+bool Server::work_waiting() const {
+  if (next_timeout(realtime_ms()) == 0) return true;  // frames already buffered
+  epoll_event ev{};
+  return epoll_wait(epoll_fd_, &ev, 1, 0) > 0;  // level-triggered: reported again later
+}
+
+void Server::flush_at_exit() {
+  // Stopping: what was committed is flushed now, and the replies it held are sent if the
+  // sockets take them (a client whose reply is lost retries; the reply is stored).
+  if (flusher_ == nullptr || durable_epoch_ == commit_epoch_) return;
+  if (!flusher_->flush_now(commit_epoch_)) {
+    log(3, "WAL flush at exit: {}", flusher_->error());
+    return;
+  }
+  durable_epoch_ = commit_epoch_;
+  for (auto& [fd, c] : conns_) {
+    c->out.release(durable_epoch_);
+    if (!c->dead) flush(*c);
+  }
 }
 
 void Server::accept_all() {
@@ -435,7 +500,7 @@ void Server::update_interest(Conn& c) {
   if (!c.eof && c.pending_in() < kMaxInBuffer && c.pending_out() < config_.max_output) {
     want |= EPOLLIN;
   }
-  if (c.pending_out() > 0) want |= EPOLLOUT;
+  if (c.out.sendable() > 0) want |= EPOLLOUT;
   if (want == c.interest) return;
   epoll_event ev{};
   ev.events = want;
@@ -444,23 +509,17 @@ void Server::update_interest(Conn& c) {
 }
 
 void Server::flush(Conn& c) {
-  while (c.pending_out() > 0) {
-    const ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.pending_out(), MSG_NOSIGNAL);
+  while (c.out.sendable() > 0) {
+    const auto bytes = c.out.send_view();
+    const ssize_t n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      c.out_off += static_cast<std::size_t>(n);
+      c.out.consumed(static_cast<std::size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     c.dead = true;  // the peer is gone; detached at the next iteration
     break;
-  }
-  if (c.out_off == c.out.size()) {
-    c.out.clear();
-    c.out_off = 0;
-  } else if (c.out_off > (1u << 16) && c.out_off * 2 > c.out.size()) {
-    c.out.erase(c.out.begin(), c.out.begin() + static_cast<std::ptrdiff_t>(c.out_off));
-    c.out_off = 0;
   }
 }
 
@@ -514,20 +573,20 @@ void Server::handle_frame(Conn& c, const b::Header& h, std::span<const std::byte
 }
 
 void Server::send_raw(Conn& c, const std::vector<std::byte>& frame) {
-  c.out.insert(c.out.end(), frame.begin(), frame.end());
+  const auto to = c.out.append(frame.size());
+  std::copy(frame.begin(), frame.end(), to.begin());
 }
 
 void Server::send(Conn& c, std::uint64_t rid, const b::Reply& r, Session* store_for) {
   if (r.status < 0) ++stats_.error_replies;
   const auto size = b::reply_frame_size(r);
   if (!size) fatal("a reply the codec refuses");
-  const std::size_t old = c.out.size();
-  c.out.resize(old + *size);
-  auto n = b::encode_reply(std::span(c.out).subspan(old), rid, r);
+  const auto to = c.out.append(*size);
+  auto n = b::encode_reply(to, rid, r);
   if (!n) fatal("a reply the codec refuses");
   if (store_for == nullptr || r.status < 0) return;
   // Exactly-once: the reply is stored in the transaction that holds the change.
-  std::vector<std::byte> frame(c.out.begin() + static_cast<std::ptrdiff_t>(old), c.out.end());
+  std::vector<std::byte> frame(to.begin(), to.end());
   need_txn();
   if (!store_->put_reply(store_for->vm, rid, frame)) fatal("store: " + store_->last_error());
   store_for->replies[rid] = std::move(frame);
@@ -893,6 +952,10 @@ void Server::execute(Conn& c, std::uint64_t rid, const b::Request& req) {
       b::StatsReply r;
       r.space = space_->stats();
       r.daemon = stats_;
+      r.daemon.journal_flushes = flusher_ ? flusher_->flushes()
+                                 : store_->durability() == Durability::none
+                                     ? 0
+                                     : stats_.journal_commits;
       r.daemon.clients = conns_.size();
       r.daemon.sessions = sessions_.size();
       r.daemon.detached_sessions = static_cast<std::uint64_t>(

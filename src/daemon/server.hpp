@@ -2,10 +2,14 @@
 // server.hpp: ioasidd's core: one IOASID Space, its durable store, the sessions of the VMs and
 // the epoll event loop that serves every client connection (docs/daemon.md).
 //
-// One thread does everything. Each loop iteration: accept, read what every readable connection
-// sent, decode and execute its complete frames (at most max_inflight per connection and per
-// iteration), expire detached sessions whose grace period is over, COMMIT the one transaction that
-// recorded every change of the iteration (group commit), and only then write the replies.
+// One thread does everything but flushing. Each loop iteration: accept, read what every readable
+// connection sent, decode and execute its complete frames (at most max_inflight per connection and
+// per iteration), expire detached sessions whose grace period is over, COMMIT the one transaction
+// that recorded every change of the iteration (group commit), and write the replies once what
+// they depend on is durable. With Durability::flush_after_commit (the default) the WAL is flushed
+// by a WalFlusher thread while the loop goes on with the next requests: each connection's replies
+// wait, in order, for the flush that covers the newest commit before them (also a query's, whose
+// answer may show a change not yet flushed); with flush_in_commit COMMIT itself flushes.
 // A connection whose unsent replies exceed max_output is not read any more (and its buffered
 // requests are not executed) until it has drained them; the others are not affected.
 //
@@ -22,6 +26,7 @@
 #include "broker/proto.hpp"
 #include "daemon/policy.hpp"
 #include "daemon/store.hpp"
+#include "daemon/wal_flusher.hpp"
 #include "ioasid/space.hpp"
 
 namespace ioasid::daemon {
@@ -78,6 +83,10 @@ class Server {
   void send(Conn& c, std::uint64_t rid, const broker::Reply& r, Session* store_for = nullptr);
   void send_raw(Conn& c, const std::vector<std::byte>& frame);
   void flush(Conn& c);
+  // At exit: flushes what was committed and sends the replies it held.
+  void flush_at_exit();
+  // Something is ready to be served right now (a buffered frame, a readable descriptor).
+  bool work_waiting() const;
   void update_interest(Conn& c);
   void close_conn(Conn& c);
   void detach(Conn& c);
@@ -103,8 +112,11 @@ class Server {
   std::map<int, std::unique_ptr<Conn>> conns_;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
   broker::DaemonStats stats_{};
-  std::int64_t started_ms_ = 0;     // CLOCK_REALTIME ms when created (STATUS)
-  std::vector<std::byte> scratch_;  // recv buffer, appended to the connection's
+  std::int64_t started_ms_ = 0;          // CLOCK_REALTIME ms when created (STATUS)
+  std::vector<std::byte> scratch_;       // recv buffer, appended to the connection's
+  std::unique_ptr<WalFlusher> flusher_;  // with Durability::flush_after_commit
+  std::uint64_t commit_epoch_ = 0;       // commits since start
+  std::uint64_t durable_epoch_ = 0;      // commits known to be on stable storage
 };
 
 // CLOCK_REALTIME in milliseconds (deadlines are stored, so they must survive a reboot).

@@ -45,8 +45,11 @@ CREATE TABLE IF NOT EXISTS replies(
 
 }  // namespace
 
-std::unique_ptr<Store> Store::open(const std::string& path, bool sync, std::string* error) {
+std::unique_ptr<Store> Store::open(const std::string& path, Durability durability,
+                                   std::string* error) {
   std::unique_ptr<Store> s(new Store());
+  s->path_ = path;
+  s->durability_ = durability;
   if (sqlite3_open_v2(path.c_str(), &s->db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
@@ -69,10 +72,14 @@ std::unique_ptr<Store> Store::open(const std::string& path, bool sync, std::stri
   // - No index on ids(vm_token): a session's teardown deletes its IDs by id (the daemon knows
   //   them), and the index cost one more page in every ALLOC's and FREE's transaction. A state
   //   written before that still has it: dropped (the tables are unchanged).
+  // - synchronous=NORMAL unless the commit itself is to flush: the daemon flushes the WAL after
+  //   the commit, off the event loop (Durability, WalFlusher). Checkpoints flush either way.
+  const char* sync = durability == Durability::flush_in_commit ? "PRAGMA synchronous=FULL"
+                     : durability == Durability::none          ? "PRAGMA synchronous=OFF"
+                                                               : "PRAGMA synchronous=NORMAL";
   const bool ok = s->exec("PRAGMA page_size=1024") && s->exec("PRAGMA locking_mode=EXCLUSIVE") &&
-                  s->exec("PRAGMA journal_mode=WAL") &&
-                  s->exec(sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=OFF") &&
-                  s->exec(kSchema) && s->exec("DROP INDEX IF EXISTS ids_by_vm");
+                  s->exec("PRAGMA journal_mode=WAL") && s->exec(sync) && s->exec(kSchema) &&
+                  s->exec("DROP INDEX IF EXISTS ids_by_vm");
   if (!ok) {
     *error = path + ": " + s->error_;
     if (sqlite3_errcode(s->db_) == SQLITE_BUSY) *error += " (another ioasidd uses this state)";
@@ -114,6 +121,12 @@ std::unique_ptr<Store> Store::open(const std::string& path, bool sync, std::stri
     return nullptr;
   }
   return s;
+}
+
+std::string Store::directory() const {
+  const auto slash = path_.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path_.substr(0, slash);
 }
 
 Store::~Store() {

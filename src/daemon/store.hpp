@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// store.hpp: ioasidd's durable state, one SQLite database (WAL, synchronous=FULL, exclusive
-// locking) in the state directory. It mirrors the daemon's logical state row by row (sessions, live
+// store.hpp: ioasidd's durable state, one SQLite database (WAL, exclusive locking) in the state
+// directory. It mirrors the daemon's logical state row by row (sessions, live
 // IDs, stored replies for exactly-once); the in-memory Space is rebuilt from it at start.
 // docs/daemon.md gives the schema and why it is state-based rather than an operation log.
 //
 // Transactions: the server opens one with begin() at the first change of a loop iteration and
-// ends it with commit() before any reply of that iteration is sent (group commit). Every write
-// method requires an open transaction. A failing statement is fatal for the daemon (the caller
-// exits; a restart replays what was committed), so write methods return false and log the SQLite
-// message rather than trying to undo the in-memory change.
+// ends it with commit() before any reply of that iteration is sent (group commit). Whether a
+// commit is durable when commit() returns depends on the Durability the store was opened with:
+// with flush_after_commit the caller flushes the WAL (wal_path()) before it acknowledges. Every
+// write method requires an open transaction. A failing statement is fatal for the daemon (the
+// caller exits; a restart replays what was committed), so write methods return false and log the
+// SQLite message rather than trying to undo the in-memory change.
 //
 // Thread-safety: none; the daemon's single event-loop thread owns it.
 #pragma once
@@ -48,11 +50,22 @@ struct StoredReply {
   std::vector<std::byte> frame;  // the reply frame as sent (header included)
 };
 
+// How a committed transaction reaches stable storage.
+enum class Durability {
+  // synchronous=NORMAL: COMMIT writes the WAL frames without flushing them; the daemon flushes
+  // the WAL on a thread of its own (WalFlusher) and holds the replies until then. The default.
+  flush_after_commit,
+  // synchronous=FULL: COMMIT flushes the WAL before it returns (the loop waits for the disk).
+  flush_in_commit,
+  // synchronous=OFF: nothing is flushed (benchmark comparison only: not durable).
+  none,
+};
+
 class Store {
  public:
-  // Opens (creating if needed) path. sync=false sets synchronous=OFF (benchmark comparison only).
-  // On failure returns nullptr and sets *error.
-  static std::unique_ptr<Store> open(const std::string& path, bool sync, std::string* error);
+  // Opens (creating if needed) path. On failure returns nullptr and sets *error.
+  static std::unique_ptr<Store> open(const std::string& path, Durability durability,
+                                     std::string* error);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -84,6 +97,11 @@ class Store {
   bool delete_replies(std::uint64_t vm, std::uint64_t first, std::uint64_t last);
 
   [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
+  [[nodiscard]] Durability durability() const noexcept { return durability_; }
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  // The WAL file SQLite writes the transactions to, and the directory that holds it.
+  [[nodiscard]] std::string wal_path() const { return path_ + "-wal"; }
+  [[nodiscard]] std::string directory() const;
 
  private:
   Store() = default;
@@ -93,6 +111,8 @@ class Store {
   bool fail(const char* what);
 
   sqlite3* db_ = nullptr;
+  std::string path_;
+  Durability durability_ = Durability::flush_after_commit;
   bool in_txn_ = false;
   std::string error_;
   // Prepared statements, finalized in the destructor.

@@ -305,7 +305,7 @@ struct StatsReply {
   le64 protocol_errors;    // connections closed for a malformed frame
   le64 journal_commits;    // durable transactions
   le64 journal_commit_ns;  // their total duration
-  le64 reserved;
+  le64 journal_flushes;    // flushes of the WAL the replies waited for (group commit's groups)
 };
 
 // STATUS (0x44): no payload. Reply body: the daemon's identity and configuration.
@@ -451,7 +451,7 @@ IOASID_BROKER_AT(StatsReply, exhausted_refusals, 80);
 IOASID_BROKER_AT(StatsReply, clients, 88);
 IOASID_BROKER_AT(StatsReply, protocol_errors, 128);
 IOASID_BROKER_AT(StatsReply, journal_commit_ns, 144);
-IOASID_BROKER_AT(StatsReply, reserved, 152);
+IOASID_BROKER_AT(StatsReply, journal_flushes, 152);
 IOASID_BROKER_WIRE(StatusReply, 48);
 IOASID_BROKER_AT(StatusReply, daemon_version, 0);
 IOASID_BROKER_AT(StatusReply, pid, 4);
