@@ -18,9 +18,13 @@
 // be resumed (its grace period expired: the daemon reclaimed the set; or another process took it
 // over with the resume token), every call returns not_found.
 //
-// Thread-safety: every call is thread-safe; calls on one object are serialized (one request in
-// flight per object). Destroying a DaemonBackend closes the connection and keeps the session for
-// the daemon's grace period (as a crash would); close_session() ends it and frees its PASIDs.
+// Thread-safety: every call is thread-safe. Threads calling one object at the same time (a VMM's
+// vCPU or queue threads) share its connection with their requests pipelined: each has its own in
+// flight, up to the daemon's HELLO max_in_flight (at most 32; more callers wait for a slot), and
+// after a reconnect every one of them is resent with its request id. A single thread costs one
+// send and one receive per call. Destroying a DaemonBackend (no call may be running) closes the
+// connection and keeps the session for the daemon's grace period (as a crash would);
+// close_session() ends it and frees its PASIDs.
 #pragma once
 
 #include <array>

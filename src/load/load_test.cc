@@ -75,23 +75,28 @@ void expect_sane_run(const json& run) {
 }
 
 TEST(LoadGenerator, GoalsRunEveryModeAndTheBaseline) {
-  const ProgramResult r = load({"--goals", "--duration", "0.2", "--warmup", "0.05",
-                                "--goal-clients", "3", "--goal-pipeline", "2", "--json"});
+  const ProgramResult r =
+      load({"--goals", "--duration", "0.2", "--warmup", "0.05", "--goal-clients", "3",
+            "--goal-pipeline", "2", "--goal-threads", "3", "--json"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   const json j = json::parse(r.out);
   EXPECT_GT(j["machine"]["cpus"].get<int>(), 0);
   EXPECT_FALSE(j["machine"]["filesystem"].get<std::string>().empty());
   const json& runs = j["runs"];
-  ASSERT_EQ(runs.size(), 5u);
-  const std::vector<std::tuple<std::string, int, int>> want = {
-      {"echo", 1, 1}, {"no-sync", 1, 1}, {"durable", 1, 1}, {"durable", 3, 1}, {"durable", 3, 2}};
+  ASSERT_EQ(runs.size(), 6u);
+  // mode, clients, requests in flight per client, threads per client
+  const std::vector<std::tuple<std::string, int, int, int>> want = {
+      {"echo", 1, 1, 1},    {"no-sync", 1, 1, 1}, {"durable", 1, 1, 1},
+      {"durable", 3, 1, 1}, {"durable", 3, 3, 3}, {"durable", 3, 2, 1}};
   for (std::size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(runs[i]["mode"], std::get<0>(want[i]));
     EXPECT_EQ(runs[i]["clients"], std::get<1>(want[i]));
     EXPECT_EQ(runs[i]["depth"], std::get<2>(want[i]));
+    EXPECT_EQ(runs[i]["threads"], std::get<3>(want[i]));
     expect_sane_run(runs[i]);
   }
-  EXPECT_EQ(runs[4]["client"], "pipelined");
+  EXPECT_EQ(runs[5]["client"], "pipelined");
+  EXPECT_EQ(runs[4]["client"], "library");
   EXPECT_EQ(runs[3]["client"], "library");
   ASSERT_EQ(j["fsync_baseline"].size(), 3u);
   for (const json& f : j["fsync_baseline"]) {
@@ -103,7 +108,7 @@ TEST(LoadGenerator, GoalsRunEveryModeAndTheBaseline) {
                      std::max(f["measured_per_second"][0].get<double>(),
                               f["measured_per_second"][1].get<double>()));
   }
-  ASSERT_EQ(j["goals"].size(), 3u);
+  ASSERT_EQ(j["goals"].size(), 4u);
   for (const json& g : j["goals"]) {
     EXPECT_GT(g["value"].get<double>(), 0.0) << g["name"];
     EXPECT_EQ(g["met"].get<bool>(), g["at_most"].get<bool>()

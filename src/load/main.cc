@@ -58,6 +58,7 @@ struct Options {
   bool no_sync = false;
   bool echo = false;
   unsigned pipeline = 0;  // 0: the client library
+  unsigned threads = 1;   // threads per library client
   std::string connect;
   std::string ioasidd;
   std::string dir;
@@ -65,6 +66,7 @@ struct Options {
   bool goals = false;
   unsigned goal_clients = 16;
   unsigned goal_pipeline = 4;
+  unsigned goal_threads = 4;
   bool require_goals = false;
   bool json = false;
   bool verbose = false;
@@ -92,7 +94,10 @@ const char* mode_name(Mode m) {
 struct RunSpec {
   Mode mode;
   unsigned clients;
-  unsigned depth;  // 0: the client library (one in flight)
+  unsigned depth;        // 0: the client library
+  unsigned threads = 1;  // the client library: threads per client (one in flight each)
+  // Requests in flight per client.
+  [[nodiscard]] unsigned in_flight() const { return depth > 0 ? depth : threads; }
 };
 
 struct RunResult {
@@ -106,8 +111,9 @@ struct RunResult {
     return commits == 0 ? 0 : static_cast<double>(requests) / static_cast<double>(commits);
   }
   [[nodiscard]] std::string name() const {
-    return spec.depth > 0 ? std::string(mode_name(spec.mode)) + " (pipelined)"
-                          : mode_name(spec.mode);
+    if (spec.depth > 0) return std::string(mode_name(spec.mode)) + " (pipelined)";
+    if (spec.threads > 1) return std::string(mode_name(spec.mode)) + " (threads)";
+    return mode_name(spec.mode);
   }
 };
 
@@ -184,6 +190,7 @@ bool run_one(const Options& o, const RunSpec& spec, const std::string& base, Run
   WorkloadConfig cfg;
   cfg.clients = spec.clients;
   cfg.depth = std::max(1u, spec.depth);
+  cfg.threads = spec.threads;
   cfg.kind = spec.mode == Mode::echo ? ClientKind::echo
              : spec.depth > 0        ? ClientKind::pipelined
                                      : ClientKind::library;
@@ -267,9 +274,12 @@ struct Goal {
 };
 
 const RunResult* find_run(const std::vector<RunResult>& runs, Mode m, unsigned clients,
-                          unsigned depth) {
+                          unsigned depth, unsigned threads = 1) {
   for (const RunResult& r : runs) {
-    if (r.spec.mode == m && r.spec.clients == clients && r.spec.depth == depth) return &r;
+    if (r.spec.mode == m && r.spec.clients == clients && r.spec.depth == depth &&
+        r.spec.threads == threads) {
+      return &r;
+    }
   }
   return nullptr;
 }
@@ -297,11 +307,10 @@ std::vector<Goal> check_goals(const Options& o, const std::vector<RunResult>& ru
   }
   if (overwrite != nullptr && overwrite->per_second() > 0) {
     const unsigned n = o.goals ? o.goal_clients : o.clients;
-    const std::vector<unsigned> depths =
-        o.goals ? std::vector<unsigned>{0, o.goal_pipeline} : std::vector<unsigned>{o.pipeline};
-    for (unsigned depth : depths) {
-      const RunResult* d = find_run(runs, Mode::durable, n, depth);
-      if (d == nullptr) continue;
+    for (const RunResult& run : runs) {
+      if (run.spec.mode != Mode::durable || run.spec.clients != n) continue;
+      const RunResult* d = &run;
+      const unsigned depth = run.spec.depth;
       std::string others;
       for (const auto& f : fsync) {
         if (&f == overwrite) continue;
@@ -311,7 +320,10 @@ std::vector<Goal> check_goals(const Options& o, const std::vector<RunResult>& ru
       goals.push_back(
           {fmt::format("durable throughput with {} clients{} >= 20x one fsync per request "
                        "(overwrite + fdatasync)",
-                       n, depth > 0 ? fmt::format(", {} in flight each", depth) : ""),
+                       n,
+                       depth > 0              ? fmt::format(", {} in flight each", depth)
+                       : run.spec.threads > 1 ? fmt::format(", {} threads each", run.spec.threads)
+                                              : ""),
            d->w.requests_per_second() / overwrite->per_second(), 20, false,
            fmt::format("{:.0f} requests/s vs {:.0f}/s, {:.1f} requests per commit; {}",
                        d->w.requests_per_second(), overwrite->per_second(),
@@ -337,7 +349,7 @@ void print_table(const Options& o, const std::string& fs, const std::string& bas
     fmt::print(
         "{:<20} {:>7} {:>5} {:>10.0f} {:>10.0f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f} "
         "{:>8.1f} {:>9} {:>8}\n",
-        r.name(), r.spec.clients, std::max(1u, r.spec.depth), r.w.pairs_per_second(),
+        r.name(), r.spec.clients, r.spec.in_flight(), r.w.pairs_per_second(),
         r.w.requests_per_second(), us(h.quantile(0.5)), us(h.quantile(0.9)), us(h.quantile(0.99)),
         us(h.quantile(0.999)), us(h.max()),
         r.w.pair.count() > 0 ? fmt::format("{:.1f}", us(r.w.pair.quantile(0.5))) : "-",
@@ -389,7 +401,8 @@ Json to_json(const Options& o, const std::string& fs, const std::string& base,
                         : r.spec.depth > 0        ? "pipelined"
                                                   : "library"},
              {"clients", r.spec.clients},
-             {"depth", std::max(1u, r.spec.depth)},
+             {"depth", r.spec.in_flight()},
+             {"threads", r.spec.threads},
              {"seconds", r.w.seconds},
              {"pairs", r.w.pairs},
              {"requests", r.w.requests},
@@ -453,8 +466,13 @@ int main(int argc, char** argv) {
   auto* echo = app.add_flag("--echo", o.echo, "The floor: an in-process echo server, same frames");
   app.add_option("--pipeline", o.pipeline,
                  "Requests in flight per client through the protocol directly (default: the "
-                 "client library, one in flight)")
+                 "client library, one in flight per thread)")
       ->check(CLI::Range(1u, 32u));
+  auto* threads = app.add_option("--threads", o.threads,
+                                 "Threads per client sharing its DaemonBackend (the library "
+                                 "pipelines their requests on the one connection)")
+                      ->capture_default_str()
+                      ->check(CLI::Range(1u, 32u));
   auto* connect = app.add_option("--connect", o.connect,
                                  "Load a running daemon at this socket instead of starting one");
   app.add_option("--ioasidd", o.ioasidd, "The daemon program to start (default: next to this one)");
@@ -465,12 +483,16 @@ int main(int argc, char** argv) {
                "Also measure one durable write per request on the same file system");
   auto* goals = app.add_flag("--goals", o.goals,
                              "Every run the issue's goals need (echo, --no-sync, durable with "
-                             "--goal-clients, with and without --goal-pipeline) and the fsync "
-                             "baseline, checked");
+                             "--goal-clients: one thread each, --goal-threads each, and "
+                             "--goal-pipeline in flight each) and the fsync baseline, checked");
   app.add_option("--goal-clients", o.goal_clients, "Clients of the durable goal runs")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1000u));
   app.add_option("--goal-pipeline", o.goal_pipeline, "Depth of the pipelined durable goal run")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 32u));
+  app.add_option("--goal-threads", o.goal_threads,
+                 "Threads per client of the durable goal run through the library")
       ->capture_default_str()
       ->check(CLI::Range(1u, 32u));
   app.add_flag("--require-goals", o.require_goals, "Exit 1 when a checked goal is missed");
@@ -480,6 +502,7 @@ int main(int argc, char** argv) {
                "Run the daemon (or echo server) on the last allowed CPU and the clients on the "
                "others, so that every round trip crosses CPUs the same way");
   no_sync->excludes(echo);
+  threads->excludes(echo);
   connect->excludes(no_sync)->excludes(echo)->excludes(goals);
   try {
     app.parse(argc, argv);
@@ -519,6 +542,7 @@ int main(int argc, char** argv) {
              {Mode::no_sync, 1, 0},
              {Mode::durable, 1, 0},
              {Mode::durable, o.goal_clients, 0},
+             {Mode::durable, o.goal_clients, 0, o.goal_threads},
              {Mode::durable, o.goal_clients, o.goal_pipeline}};
     o.fsync_baseline = true;
   } else {
@@ -526,7 +550,7 @@ int main(int argc, char** argv) {
                    : !o.connect.empty() ? Mode::external
                    : o.no_sync          ? Mode::no_sync
                                         : Mode::durable;
-    specs = {{m, o.clients, m == Mode::echo ? 0 : o.pipeline}};
+    specs = {{m, o.clients, m == Mode::echo ? 0 : o.pipeline, o.pipeline > 0 ? 1 : o.threads}};
   }
   if (fs == "tmpfs" && o.fsync_baseline && !o.json) {
     fmt::print(stderr, "ioasid-load: warning: {} is tmpfs: fsync costs nothing there\n", o.dir);

@@ -66,12 +66,17 @@ struct Tally {
   LatencyHistogram request, alloc, free, pair;
 };
 
+void library_loop(Shared& sh, const WorkloadConfig& cfg, DaemonBackend& d, unsigned index,
+                  Tally& t);
+
+// One library client: its DaemonBackend shared by cfg.threads threads (a VMM's vCPU or queue
+// threads), whose requests the library pipelines on the one connection.
 void library_client(Shared& sh, unsigned index, Tally& t) {
   const WorkloadConfig& cfg = *sh.cfg;
   DaemonOptions o;
   o.socket_path = cfg.socket;
   o.vm_token = cfg.vm_base + index;
-  o.quota = 2;
+  o.quota = std::max(2u, 2 * cfg.threads);
   o.timeout = cfg.timeout;
   auto vm = DaemonBackend::open(o);
   if (!vm) {
@@ -82,6 +87,28 @@ void library_client(Shared& sh, unsigned index, Tally& t) {
   }
   if (!sh.wait_for_go()) return;
   DaemonBackend& d = **vm;
+  std::vector<std::unique_ptr<Tally>> extra;
+  std::vector<std::thread> threads;
+  for (unsigned k = 1; k < cfg.threads; ++k) {
+    extra.push_back(std::make_unique<Tally>());
+    threads.emplace_back(
+        [&sh, &d, &cfg, index, &mine = *extra.back()] { library_loop(sh, cfg, d, index, mine); });
+  }
+  library_loop(sh, cfg, d, index, t);
+  for (auto& th : threads) th.join();
+  for (const auto& x : extra) {
+    t.pairs += x->pairs;
+    t.requests += x->requests;
+    t.request.merge(x->request);
+    t.alloc.merge(x->alloc);
+    t.free.merge(x->free);
+    t.pair.merge(x->pair);
+  }
+  (void)d.close_session();
+}
+
+void library_loop(Shared& sh, const WorkloadConfig& cfg, DaemonBackend& d, unsigned index,
+                  Tally& t) {
   while (true) {
     const int phase = sh.phase.load(std::memory_order_relaxed);
     if (phase == kStop) break;
@@ -106,7 +133,6 @@ void library_client(Shared& sh, unsigned index, Tally& t) {
       ++t.pairs;
     }
   }
-  (void)d.close_session();
 }
 
 // A blocking Unix stream connection with a receive timeout.

@@ -4,8 +4,9 @@
 // period, every request timed into a latency histogram.
 //
 // Kinds of client:
-//   library    ioasid::DaemonBackend, the client library a VMM uses: one request in flight per
-//              client (alloc, then free of the PASID it got)
+//   library    ioasid::DaemonBackend, the client library a VMM uses, called by `threads` threads
+//              of the client (alloc, then free of the PASID it got, each): one request in flight
+//              per thread, pipelined by the library on the client's one connection
 //   pipelined  the protocol directly (src/broker codec) with `depth` requests in flight per
 //              connection, as the daemon allows up to HELLO's max_in_flight: each ALLOC reply is
 //              followed by the FREE of its PASID, each FREE reply by a new ALLOC
@@ -31,7 +32,8 @@ struct WorkloadConfig {
   std::string socket;
   ClientKind kind = ClientKind::library;
   unsigned clients = 1;
-  unsigned depth = 1;  // requests in flight per client (pipelined only)
+  unsigned depth = 1;    // requests in flight per client (pipelined only)
+  unsigned threads = 1;  // threads sharing each client's DaemonBackend (library only)
   std::chrono::milliseconds warmup{500};
   std::chrono::milliseconds duration{5000};
   std::chrono::milliseconds timeout{10000};  // per request (DaemonOptions::timeout, SO_RCVTIMEO)
