@@ -354,12 +354,12 @@ int Server::run() {
     }
     for (auto& [fd, c] : conns_) process_conn(*c);
     expire(realtime_ms());
-    if (store_->in_transaction()) {
-      const std::int64_t t0 = mono_ns();
-      if (!store_->commit()) fatal("store commit: " + store_->last_error());
-      ++stats_.journal_commits;
-      stats_.journal_commit_ns += static_cast<std::uint64_t>(mono_ns() - t0);
-      ++commit_epoch_;
+    // While a flush is in progress the transaction stays open and gathers what the next
+    // iterations execute; it is committed when the flush is back (its eventfd wakes the loop), so
+    // that each flush carries everything that arrived during the one before.
+    const bool flush_busy = flusher_ && flusher_->busy();
+    if (store_->in_transaction() && !flush_busy) {
+      commit();
       if (flusher_) {
         // Overlap pays when there is something to do meanwhile. With no flush in progress and no
         // request waiting, the loop flushes itself: a hand-off to the thread and back costs two
@@ -377,10 +377,12 @@ int Server::run() {
       if (flusher_->failed()) fatal("WAL flush: " + flusher_->error());
       durable_epoch_ = flusher_->flushed();
     }
-    // Replies go out only now, after COMMIT, and as far as what they depend on is durable.
+    // Replies go out only now, after COMMIT, and as far as what they depend on is durable. Those
+    // of a transaction still open wait for the commit after the newest one.
+    const std::uint64_t depends_on = commit_epoch_ + (store_->in_transaction() ? 1 : 0);
     std::vector<int> closing;
     for (auto& [fd, c] : conns_) {
-      c->out.hold(commit_epoch_, durable_epoch_);
+      c->out.hold(depends_on, durable_epoch_);
       c->out.release(durable_epoch_);
       if (!c->dead) flush(*c);
       if (c->dead || (c->eof && c->session == nullptr && !has_frame(*c) && !c->out.holding())) {
@@ -417,9 +419,18 @@ bool Server::work_waiting() const {
   return epoll_wait(epoll_fd_, &ev, 1, 0) > 0;  // level-triggered: reported again later
 }
 
+void Server::commit() {
+  const std::int64_t t0 = mono_ns();
+  if (!store_->commit()) fatal("store commit: " + store_->last_error());
+  ++stats_.journal_commits;
+  stats_.journal_commit_ns += static_cast<std::uint64_t>(mono_ns() - t0);
+  ++commit_epoch_;
+}
+
 void Server::flush_at_exit() {
-  // Stopping: what was committed is flushed now, and the replies it held are sent if the
-  // sockets take them (a client whose reply is lost retries; the reply is stored).
+  // Stopping: what was executed is committed and flushed now, and the replies it held are sent
+  // if the sockets take them (a client whose reply is lost retries; the reply is stored).
+  if (store_->in_transaction()) commit();
   if (flusher_ == nullptr || durable_epoch_ == commit_epoch_) return;
   if (!flusher_->flush_now(commit_epoch_)) {
     log(3, "WAL flush at exit: {}", flusher_->error());

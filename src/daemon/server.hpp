@@ -7,9 +7,12 @@
 // per iteration), expire detached sessions whose grace period is over, COMMIT the one transaction
 // that recorded every change of the iteration (group commit), and write the replies once what
 // they depend on is durable. With Durability::flush_after_commit (the default) the WAL is flushed
-// by a WalFlusher thread while the loop goes on with the next requests: each connection's replies
-// wait, in order, for the flush that covers the newest commit before them (also a query's, whose
-// answer may show a change not yet flushed); with flush_in_commit COMMIT itself flushes.
+// by a WalFlusher thread while the loop goes on with the next requests, which gather in one open
+// transaction until that flush is back and are committed then (so one flush carries all that
+// arrived during the previous one); each connection's replies wait, in order, for the flush that
+// covers the newest commit before them (also a query's, whose answer may show a change not yet
+// flushed). With no flush in progress and nothing else to do the loop flushes itself. With
+// flush_in_commit COMMIT itself flushes.
 // A connection whose unsent replies exceed max_output is not read any more (and its buffered
 // requests are not executed) until it has drained them; the others are not affected.
 //
@@ -83,7 +86,9 @@ class Server {
   void send(Conn& c, std::uint64_t rid, const broker::Reply& r, Session* store_for = nullptr);
   void send_raw(Conn& c, const std::vector<std::byte>& frame);
   void flush(Conn& c);
-  // At exit: flushes what was committed and sends the replies it held.
+  // COMMITs the open transaction (one more epoch).
+  void commit();
+  // At exit: commits and flushes what was executed and sends the replies it held.
   void flush_at_exit();
   // Something is ready to be served right now (a buffered frame, a readable descriptor).
   bool work_waiting() const;
