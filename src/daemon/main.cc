@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   std::string state_dir = "/var/lib/ioasid";
   std::string policy_file;
   bool no_sync = false;
-  std::string commit_flush = "thread";
+  std::string commit_flush = "inline";
   bool print_caps = false;
   app.add_option("--socket,--socket-path", socket_path,
                  "Unix socket to listen on (unless a socket is passed by systemd)");
@@ -146,8 +146,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-sync", no_sync, "synchronous=OFF (benchmark comparison only: not durable)");
   app.add_option("--commit-flush", commit_flush,
-                 "Who flushes a commit to disk: a flusher thread while the loop serves the next "
-                 "requests, or the commit itself (the loop waits)")
+                 "Who flushes a commit to disk: the commit itself (the loop waits), or a flusher "
+                 "thread while the loop serves the next requests")
       ->capture_default_str()
       ->check(CLI::IsMember({"thread", "inline"}));
   app.add_flag("--print-capabilities", print_caps, "Print capabilities as JSON and exit");

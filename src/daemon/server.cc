@@ -359,17 +359,19 @@ int Server::run() {
     // that each flush carries everything that arrived during the one before.
     const bool flush_busy = flusher_ && flusher_->busy();
     if (store_->in_transaction() && !flush_busy) {
-      commit();
       if (flusher_) {
-        // Overlap pays when there is something to do meanwhile. With no flush in progress and no
-        // request waiting, the loop flushes itself: a hand-off to the thread and back costs two
-        // wake-ups on the one client's round trip.
-        if (!flusher_->busy() && !work_waiting()) {
+        // Overlap pays when there is something to do meanwhile. With nothing waiting, the loop
+        // flushes itself: a hand-off to the thread and back would cost two wake-ups on the one
+        // client's round trip.
+        const bool alone = !work_waiting();
+        commit();
+        if (alone) {
           if (!flusher_->flush_now(commit_epoch_)) fatal("WAL flush: " + flusher_->error());
         } else {
           flusher_->request(commit_epoch_);
         }
       } else {
+        commit();
         durable_epoch_ = commit_epoch_;  // COMMIT flushed (or nothing is ever flushed)
       }
     }

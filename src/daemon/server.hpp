@@ -2,17 +2,17 @@
 // server.hpp: ioasidd's core: one IOASID Space, its durable store, the sessions of the VMs and
 // the epoll event loop that serves every client connection (docs/daemon.md).
 //
-// One thread does everything but flushing. Each loop iteration: accept, read what every readable
-// connection sent, decode and execute its complete frames (at most max_inflight per connection and
-// per iteration), expire detached sessions whose grace period is over, COMMIT the one transaction
-// that recorded every change of the iteration (group commit), and write the replies once what
-// they depend on is durable. With Durability::flush_after_commit (the default) the WAL is flushed
-// by a WalFlusher thread while the loop goes on with the next requests, which gather in one open
+// One thread does everything but, optionally, flushing. Each loop iteration: accept, read what
+// every readable connection sent, decode and execute its complete frames (at most max_inflight per
+// connection and per iteration), expire detached sessions whose grace period is over, COMMIT the
+// one transaction that recorded every change of the iteration (group commit), and write the
+// replies once what they depend on is durable. With Durability::flush_in_commit (the default)
+// COMMIT itself flushes. With flush_after_commit (--commit-flush thread) a WalFlusher thread
+// flushes the WAL while the loop goes on with the next requests, which gather in one open
 // transaction until that flush is back and are committed then (so one flush carries all that
 // arrived during the previous one); each connection's replies wait, in order, for the flush that
 // covers the newest commit before them (also a query's, whose answer may show a change not yet
-// flushed). With no flush in progress and nothing else to do the loop flushes itself. With
-// flush_in_commit COMMIT itself flushes.
+// flushed). With no flush in progress and nothing else to do the loop flushes itself.
 // A connection whose unsent replies exceed max_output is not read any more (and its buffered
 // requests are not executed) until it has drained them; the others are not affected.
 //

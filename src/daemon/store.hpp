@@ -52,11 +52,12 @@ struct StoredReply {
 
 // How a committed transaction reaches stable storage.
 enum class Durability {
-  // synchronous=NORMAL: COMMIT writes the WAL frames without flushing them; the daemon flushes
-  // the WAL on a thread of its own (WalFlusher) and holds the replies until then. The default.
-  flush_after_commit,
   // synchronous=FULL: COMMIT flushes the WAL before it returns (the loop waits for the disk).
+  // The default.
   flush_in_commit,
+  // synchronous=NORMAL: COMMIT writes the WAL frames without flushing them; the daemon flushes
+  // the WAL on a thread of its own (WalFlusher) and holds the replies until then.
+  flush_after_commit,
   // synchronous=OFF: nothing is flushed (benchmark comparison only: not durable).
   none,
 };
@@ -112,7 +113,7 @@ class Store {
 
   sqlite3* db_ = nullptr;
   std::string path_;
-  Durability durability_ = Durability::flush_after_commit;
+  Durability durability_ = Durability::flush_in_commit;
   bool in_txn_ = false;
   std::string error_;
   // Prepared statements, finalized in the destructor.

@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,17 +57,6 @@ void WalFlusher::request(std::uint64_t epoch) {
 }
 
 bool WalFlusher::sync_file(std::string* error) {
-  if (wal_fd_ >= 0) {
-    struct stat st {};
-    if (fstat(wal_fd_, &st) != 0) {
-      *error = errno_text("fstat " + wal_path_);
-      return false;
-    }
-    if (st.st_nlink == 0) {  // deleted under us: the writes go to a new file now
-      ::close(wal_fd_);
-      wal_fd_ = -1;
-    }
-  }
   if (wal_fd_ < 0) {
     wal_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
     if (wal_fd_ < 0) {

@@ -11,9 +11,10 @@
 // Requests that arrive while a flush runs are covered together by the next one.
 //
 // The WAL file is opened at the first flush (it exists once a transaction has committed) and its
-// directory is flushed once then, so that the file's name is durable too. A WAL that SQLite
-// deleted and created again (it does not while the database stays open, but a flush must not go
-// to a file nobody writes) is noticed by its link count and opened again.
+// directory is flushed once then, so that the file's name is durable too. The descriptor is kept:
+// SQLite deletes or replaces the WAL only when the database is closed or leaves WAL mode, which
+// the daemon never does while it serves. (A link-count check before every flush was measured: an
+// fstat() there added about 70 us to each flush on this machine's ext4, bench/README.md.)
 //
 // Thread-safety: request(), flushed(), flush_now() and the accessors may be called from any
 // thread; the event loop polls event_fd() and calls acknowledge() when it is readable.
