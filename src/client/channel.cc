@@ -195,14 +195,7 @@ Errc Channel::write_all(std::span<const std::byte> bytes, Clock::time_point dead
 }
 
 Errc Channel::read_frame(Clock::time_point deadline, broker::Header* header) {
-  // The reply cannot be there before the daemon has had the request: wait first, then take
-  // whatever has arrived in one recv (a whole small frame, usually). The wait is the blocking recv
-  // itself, one system call per reply as for a plain blocking client, whenever it is bounded well
-  // enough: without a deadline, or when the socket's receive timeout (SO_RCVTIMEO, the per-call
-  // timeout, set at connect) ends no more than a millisecond after the deadline. Otherwise (a
-  // retry after backoff used part of the call's time) poll waits for the rest of it.
   rx_len_ = 0;
-  const bool bounded = deadline != Clock::time_point::max();
   while (true) {
     if (rx_len_ >= b::kHeaderSize) {
       auto h = b::decode_header(std::span<const std::byte>(rx_.data(), rx_len_));
@@ -214,28 +207,40 @@ Errc Channel::read_frame(Clock::time_point deadline, broker::Header* header) {
         return Errc{};
       }
     }
+    if (Errc e = receive_into(rx_, &rx_len_, deadline); e != Errc{}) return e;
+  }
+}
+
+Errc Channel::receive_into(std::vector<std::byte>& buffer, std::size_t* len,
+                           Clock::time_point deadline) {
+  // A reply cannot be there before the daemon has had the request: wait first, then take
+  // whatever has arrived in one recv (a whole small frame, usually). The wait is the blocking recv
+  // itself, one system call per reply as for a plain blocking client, whenever it is bounded well
+  // enough: without a deadline, or when the socket's receive timeout (SO_RCVTIMEO, the per-call
+  // timeout, set at connect) ends no more than a millisecond after the deadline. Otherwise (a
+  // retry after backoff used part of the call's time) poll waits for the rest of it.
+  while (true) {
     bool polled = false;
-    if (bounded) {
+    if (deadline != Clock::time_point::max()) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) return Errc::timed_out;
       polled = rcvtimeo_ms_ == 0 || left.count() + 1 < rcvtimeo_ms_;
-    }
-    if (polled) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      pollfd pf{fd_, POLLIN, 0};
-      const int ready =
-          ::poll(&pf, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
-      if (ready == 0) return Errc::timed_out;
-      if (ready < 0) {
-        if (errno == EINTR) continue;
-        return Errc::io_error;
+      if (polled) {
+        pollfd pf{fd_, POLLIN, 0};
+        const int ready =
+            ::poll(&pf, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+        if (ready == 0) return Errc::timed_out;
+        if (ready < 0) {
+          if (errno == EINTR) continue;
+          return Errc::io_error;
+        }
       }
     }
     const ssize_t r =
-        ::recv(fd_, rx_.data() + rx_len_, rx_.size() - rx_len_, polled ? MSG_DONTWAIT : 0);
+        ::recv(fd_, buffer.data() + *len, buffer.size() - *len, polled ? MSG_DONTWAIT : 0);
     if (r > 0) {
-      rx_len_ += static_cast<std::size_t>(r);
-      continue;
+      *len += static_cast<std::size_t>(r);
+      return Errc{};
     }
     if (r == 0) return Errc::io_error;
     // EAGAIN: SO_RCVTIMEO expired (or, after poll, nothing after all); the deadline decides.
@@ -346,38 +351,6 @@ Errc Channel::establish(Clock::time_point deadline) {
     have_session_ = true;
   }
   return Errc{};
-}
-
-Errc Channel::receive_some(Clock::time_point deadline) {
-  // As read_frame: one blocking recv bounded by SO_RCVTIMEO when that ends close enough to the
-  // deadline, else poll for the rest of the time first.
-  while (true) {
-    bool polled = false;
-    if (deadline != Clock::time_point::max()) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return Errc::timed_out;
-      polled = rcvtimeo_ms_ == 0 || left.count() + 1 < rcvtimeo_ms_;
-      if (polled) {
-        pollfd pf{fd_, POLLIN, 0};
-        const int ready =
-            ::poll(&pf, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
-        if (ready == 0) return Errc::timed_out;
-        if (ready < 0) {
-          if (errno == EINTR) continue;
-          return Errc::io_error;
-        }
-      }
-    }
-    const ssize_t r =
-        ::recv(fd_, prx_.data() + prx_len_, prx_.size() - prx_len_, polled ? MSG_DONTWAIT : 0);
-    if (r > 0) {
-      prx_len_ += static_cast<std::size_t>(r);
-      return Errc{};
-    }
-    if (r == 0) return Errc::io_error;
-    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-    return Errc::io_error;
-  }
 }
 
 void Channel::deliver(std::uint64_t generation) {
@@ -551,7 +524,7 @@ Errc Channel::call(const b::Request& req, const std::function<void(const b::Repl
     reading_ = true;
     const std::uint64_t gen = generation_;
     lock.unlock();
-    const Errc e = receive_some(deadline);
+    const Errc e = receive_into(prx_, &prx_len_, deadline);
     lock.lock();
     reading_ = false;
     if (gen == generation_ && !broken_) {

@@ -101,8 +101,8 @@ class Channel {
                 broker::Reply* out);
   Errc write_all(std::span<const std::byte> bytes, Clock::time_point deadline,
                  std::size_t* written = nullptr);
-  // The reader's receive: one recv (waiting until the deadline) appended to prx_.
-  Errc receive_some(Clock::time_point deadline);
+  // One recv (after waiting for data until the deadline) appended to buffer[*len, size).
+  Errc receive_into(std::vector<std::byte>& buffer, std::size_t* len, Clock::time_point deadline);
   // Hands every whole reply frame in prx_ to its waiter. The caller holds mu_.
   void deliver(std::uint64_t generation);
   // The connection cannot be trusted any more: shut down now, closed by close_if_unused().

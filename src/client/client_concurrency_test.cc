@@ -20,13 +20,18 @@ namespace {
 using testing::DaemonProcess;
 using namespace std::chrono_literals;
 
+DaemonOptions vm_options(const DaemonProcess& d, std::uint64_t vm, std::uint32_t quota) {
+  DaemonOptions o;
+  o.socket_path = d.socket();
+  o.vm_token = vm;
+  o.quota = quota;
+  return o;
+}
+
 TEST(ClientConcurrency, ThreadsShareOneBackendAcrossARestart) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
-  DaemonOptions o;
-  o.socket_path = d.socket();
-  o.vm_token = 7;
-  o.quota = 400;
+  DaemonOptions o = vm_options(d, 7, 400);
   o.backoff_initial = 2ms;
   o.backoff_max = 50ms;
   auto vm = DaemonBackend::open(o);
@@ -62,11 +67,7 @@ TEST(ClientConcurrency, ThreadsShareOneBackendAcrossARestart) {
 TEST(ClientConcurrency, ThreadsPipelineTheirRequestsOnOneConnection) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
-  DaemonOptions o;
-  o.socket_path = d.socket();
-  o.vm_token = 8;
-  o.quota = 64;
-  auto vm = DaemonBackend::open(o);
+  auto vm = DaemonBackend::open(vm_options(d, 8, 64));
   ASSERT_TRUE(vm);
   auto admin = DaemonAdmin::open(d.socket(), 20s);
   ASSERT_TRUE(admin);
@@ -106,10 +107,7 @@ TEST(ClientConcurrency, ThreadsPipelineTheirRequestsOnOneConnection) {
 TEST(ClientConcurrency, CallsThatTimeOutTogetherLeaveTheConnectionUsable) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
-  DaemonOptions o;
-  o.socket_path = d.socket();
-  o.vm_token = 9;
-  o.quota = 64;
+  DaemonOptions o = vm_options(d, 9, 64);
   o.timeout = 300ms;
   auto vm = DaemonBackend::open(o);
   ASSERT_TRUE(vm);

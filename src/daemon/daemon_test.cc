@@ -44,6 +44,28 @@ class DaemonTest : public ::testing::Test {
     EXPECT_EQ(r.status, 0);
     return r.status == 0 ? std::get<b::AllocReply>(r.body).id : kInvalidId;
   }
+  // n ALLOCs sent in one write, their replies read in order: the PASIDs (a failure is reported).
+  std::set<Id> alloc_burst(RawConn& c, int n) {
+    std::vector<std::byte> burst;
+    for (int i = 0; i < n; ++i) {
+      auto e = b::encode_request(next(), b::AllocRequest{1, 0xFFFFF});
+      burst.insert(burst.end(), e.span().begin(), e.span().end());
+    }
+    std::set<Id> got;
+    if (!c.send_bytes(burst)) {
+      ADD_FAILURE() << "send";
+      return got;
+    }
+    for (int i = 0; i < n; ++i) {
+      b::Reply r;
+      if (!c.recv(&r) || r.status != 0) {
+        ADD_FAILURE() << "reply " << i << ": status " << r.status;
+        return got;
+      }
+      got.insert(std::get<b::AllocReply>(r.body).id);
+    }
+    return got;
+  }
   b::StatsReply stats() {
     RawConn a(d_.socket());
     a.hello();
@@ -550,20 +572,7 @@ TEST_F(DaemonTest, RequestsOfOneIterationShareOneCommit) {
   const std::uint64_t before = stats().daemon.journal_commits;
   // 64 ALLOCs in one write: the daemon reads them in one go and commits them in a few
   // transactions (max_inflight per connection and iteration), not 64.
-  std::vector<std::byte> burst;
-  for (int i = 0; i < 64; ++i) {
-    auto e = b::encode_request(next(), b::AllocRequest{1, 0xFFFFF});
-    burst.insert(burst.end(), e.span().begin(), e.span().end());
-  }
-  ASSERT_TRUE(c->send_bytes(burst));
-  std::set<Id> got;
-  for (int i = 0; i < 64; ++i) {
-    b::Reply r;
-    ASSERT_TRUE(c->recv(&r));
-    ASSERT_EQ(r.status, 0);
-    got.insert(std::get<b::AllocReply>(r.body).id);
-  }
-  EXPECT_EQ(got.size(), 64u);
+  EXPECT_EQ(alloc_burst(*c, 64).size(), 64u);
   const std::uint64_t commits = stats().daemon.journal_commits - before;
   EXPECT_LT(commits, 16u);
   EXPECT_GE(commits, 2u);  // 64 > max_inflight (32)
@@ -594,21 +603,9 @@ TEST_P(DaemonFlushTest, EveryModeAnswersAndCountsItsFlushes) {
   auto c = session(41, 200);
   auto q = session(42, 8);
   const b::DaemonStats before = stats().daemon;
-  // A burst of ALLOCs and, on a second connection, FINDs of what it got: every reply arrives,
-  // in order, whatever the mode.
-  std::vector<std::byte> burst;
-  for (int i = 0; i < 48; ++i) {
-    auto e = b::encode_request(next(), b::AllocRequest{1, 0xFFFFF});
-    burst.insert(burst.end(), e.span().begin(), e.span().end());
-  }
-  ASSERT_TRUE(c->send_bytes(burst));
-  std::set<Id> got;
-  for (int i = 0; i < 48; ++i) {
-    b::Reply r;
-    ASSERT_TRUE(c->recv(&r));
-    ASSERT_EQ(r.status, 0);
-    got.insert(std::get<b::AllocReply>(r.body).id);
-  }
+  // A burst of ALLOCs, then their FREEs one by one with a second VM's ALLOCs in between: every
+  // reply arrives, in order, whatever the mode.
+  const std::set<Id> got = alloc_burst(*c, 48);
   EXPECT_EQ(got.size(), 48u);
   for (Id id : got) {
     ASSERT_EQ(c->call(next(), b::FreeRequest{id}).status, 0);

@@ -3,8 +3,6 @@
 // (server.hpp, docs/daemon.md).
 #include "daemon/server.hpp"
 
-#include "daemon/reply_queue.hpp"
-
 #include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
@@ -19,6 +17,8 @@
 #include <chrono>
 #include <cstring>
 #include <iterator>
+
+#include "daemon/reply_queue.hpp"
 
 namespace ioasid::daemon {
 
