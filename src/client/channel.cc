@@ -110,10 +110,6 @@ std::uint64_t Channel::reconnects() const {
   std::lock_guard g(mu_);
   return connects_ > 0 ? connects_ - 1 : 0;
 }
-std::uint32_t Channel::peak_in_flight() const {
-  std::lock_guard g(mu_);
-  return peak_in_flight_;
-}
 b::HelloReply Channel::hello() const {
   std::lock_guard g(mu_);
   return hello_;
@@ -418,7 +414,6 @@ Errc Channel::call(const b::Request& req, const std::function<void(const b::Repl
   const b::EncodedRequest enc = b::encode_request(rid, req);
   Waiter self;
   waiters_.emplace(rid, &self);
-  peak_in_flight_ = std::max(peak_in_flight_, static_cast<std::uint32_t>(waiters_.size()));
   struct Leave {
     Channel* ch;
     std::uint64_t rid;

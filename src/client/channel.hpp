@@ -71,8 +71,6 @@ class Channel {
   [[nodiscard]] bool resumed() const;
   [[nodiscard]] std::uint32_t grace() const;
   [[nodiscard]] std::uint64_t reconnects() const;
-  // The most requests that were in flight together on one connection (pipelining at work).
-  [[nodiscard]] std::uint32_t peak_in_flight() const;
   // The daemon's HELLO reply on the current (or last) connection.
   [[nodiscard]] broker::HelloReply hello() const;
   // After CLOSE_SESSION: no session any more.
@@ -156,7 +154,6 @@ class Channel {
   bool writing_ = false;                      // a thread sends on fd_ outside the lock
   bool establishing_ = false;                 // a thread connects (or waits out its backoff)
   bool broken_ = false;                       // fd_ is shut down, to be closed when unused
-  std::uint32_t peak_in_flight_ = 0;
   std::vector<std::byte> prx_;  // the reader's buffer: 2 * kMaxFrame, prx_len_ of them received
   std::size_t prx_len_ = 0;
 };

@@ -99,7 +99,6 @@ class Store {
 
   [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
   [[nodiscard]] Durability durability() const noexcept { return durability_; }
-  [[nodiscard]] const std::string& path() const noexcept { return path_; }
   // The WAL file SQLite writes the transactions to, and the directory that holds it.
   [[nodiscard]] std::string wal_path() const { return path_ + "-wal"; }
   [[nodiscard]] std::string directory() const;

@@ -64,6 +64,14 @@ struct Tally {
   std::uint64_t pairs = 0;
   std::uint64_t requests = 0;
   LatencyHistogram request, alloc, free, pair;
+  void merge(const Tally& o) {
+    pairs += o.pairs;
+    requests += o.requests;
+    request.merge(o.request);
+    alloc.merge(o.alloc);
+    free.merge(o.free);
+    pair.merge(o.pair);
+  }
 };
 
 void library_loop(Shared& sh, const WorkloadConfig& cfg, DaemonBackend& d, unsigned index,
@@ -96,14 +104,7 @@ void library_client(Shared& sh, unsigned index, Tally& t) {
   }
   library_loop(sh, cfg, d, index, t);
   for (auto& th : threads) th.join();
-  for (const auto& x : extra) {
-    t.pairs += x->pairs;
-    t.requests += x->requests;
-    t.request.merge(x->request);
-    t.alloc.merge(x->alloc);
-    t.free.merge(x->free);
-    t.pair.merge(x->pair);
-  }
+  for (const auto& x : extra) t.merge(*x);
   (void)d.close_session();
 }
 
