@@ -172,6 +172,9 @@ TEST(LoadGenerator, CommandLineAndStartupErrors) {
                                               {"--connect", "/x", "--goals"},
                                               {"--duration", "0"},
                                               {"--pipeline", "33"},
+                                              {"--pipeline", "4", "--threads", "2"},
+                                              {"--echo", "--threads", "2"},
+                                              {"--threads", "0"},
                                               {"--frobnicate"}}) {
     const ProgramResult r = run_program(IOASID_LOAD_PATH, bad);
     EXPECT_EQ(r.exit_code(), 2) << bad[0] << ": " << r.err;

@@ -464,10 +464,11 @@ int main(int argc, char** argv) {
   auto* no_sync = app.add_flag("--no-sync", o.no_sync,
                                "Start the daemon with --no-sync (not durable: for comparison)");
   auto* echo = app.add_flag("--echo", o.echo, "The floor: an in-process echo server, same frames");
-  app.add_option("--pipeline", o.pipeline,
-                 "Requests in flight per client through the protocol directly (default: the "
-                 "client library, one in flight per thread)")
-      ->check(CLI::Range(1u, 32u));
+  auto* pipeline =
+      app.add_option("--pipeline", o.pipeline,
+                     "Requests in flight per client through the protocol directly (default: the "
+                     "client library, one in flight per thread)")
+          ->check(CLI::Range(1u, 32u));
   auto* threads = app.add_option("--threads", o.threads,
                                  "Threads per client sharing its DaemonBackend (the library "
                                  "pipelines their requests on the one connection)")
@@ -502,7 +503,7 @@ int main(int argc, char** argv) {
                "Run the daemon (or echo server) on the last allowed CPU and the clients on the "
                "others, so that every round trip crosses CPUs the same way");
   no_sync->excludes(echo);
-  threads->excludes(echo);
+  threads->excludes(echo)->excludes(pipeline);
   connect->excludes(no_sync)->excludes(echo)->excludes(goals);
   try {
     app.parse(argc, argv);
