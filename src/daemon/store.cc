@@ -2,6 +2,8 @@
 // store.cc: the SQLite schema and statements of ioasidd's durable state (store.hpp).
 #include "daemon/store.hpp"
 
+#include "daemon/wal_write_buffer.hpp"
+
 #include <cstring>
 #include <limits>
 
@@ -50,9 +52,11 @@ std::unique_ptr<Store> Store::open(const std::string& path, Durability durabilit
   std::unique_ptr<Store> s(new Store());
   s->path_ = path;
   s->durability_ = durability;
+  // The WAL's writes are merged into one call per commit (wal_write_buffer.hpp); where that VFS
+  // cannot be registered the default one serves unchanged.
   if (sqlite3_open_v2(path.c_str(), &s->db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+                      wal_write_buffer_vfs()) != SQLITE_OK) {
     *error = std::string("cannot open ") + path + ": " +
              (s->db_ ? sqlite3_errmsg(s->db_) : "out of memory");
     return nullptr;
@@ -285,7 +289,14 @@ bool Store::commit() {
   sqlite3_reset(commit_);
   if (rc != SQLITE_DONE) {
     fail("commit");
-    exec("ROLLBACK");
+    const std::string why = error_;
+    if (!sqlite3_get_autocommit(db_)) exec("ROLLBACK");
+    error_ = why;
+    return false;
+  }
+  // Unless the COMMIT synced the WAL, its last frames may still be in the write buffer.
+  if (const int flushed = flush_wal_writes(db_); flushed != SQLITE_OK) {
+    error_ = std::string("commit: writing the WAL: ") + sqlite3_errstr(flushed);
     return false;
   }
   return true;
