@@ -65,8 +65,8 @@ struct Options {
   bool fsync_baseline = false;
   bool goals = false;
   unsigned goal_clients = 16;
-  unsigned goal_pipeline = 4;
-  unsigned goal_threads = 4;
+  unsigned goal_pipeline = 16;
+  unsigned goal_threads = 16;
   bool require_goals = false;
   bool json = false;
   bool verbose = false;
@@ -270,7 +270,10 @@ struct Goal {
   double limit;
   bool at_most;  // met when value <= limit (else when value >= limit)
   std::string detail;
+  // Why the run is reported against the goal but not judged by it (empty: judged).
+  std::string not_checked = {};
   [[nodiscard]] bool met() const { return at_most ? value <= limit : value >= limit; }
+  [[nodiscard]] bool checked() const { return not_checked.empty(); }
 };
 
 const RunResult* find_run(const std::vector<RunResult>& runs, Mode m, unsigned clients,
@@ -317,6 +320,16 @@ std::vector<Goal> check_goals(const Options& o, const std::vector<RunResult>& ru
         others += fmt::format("{}vs {} ({:.0f}/s): {:.1f}x", others.empty() ? "" : "; ", f.method,
                               f.per_second(), d->w.requests_per_second() / f.per_second());
       }
+      // One request in flight per client: a commit carries at most n requests and costs at least
+      // one flush, so this run's ratio is bounded by ~n whatever the daemon does.
+      std::string bound;
+      if (depth == 0 && run.spec.threads <= 1 && n < 20) {
+        bound = fmt::format(
+            "one request in flight per client: a commit carries at most {} requests and costs at "
+            "least one flush, so this run cannot reach 20x; the goal is judged with requests in "
+            "flight",
+            n);
+      }
       goals.push_back(
           {fmt::format("durable throughput with {} clients{} >= 20x one fsync per request "
                        "(overwrite + fdatasync)",
@@ -327,7 +340,8 @@ std::vector<Goal> check_goals(const Options& o, const std::vector<RunResult>& ru
            d->w.requests_per_second() / overwrite->per_second(), 20, false,
            fmt::format("{:.0f} requests/s vs {:.0f}/s, {:.1f} requests per commit; {}",
                        d->w.requests_per_second(), overwrite->per_second(),
-                       d->requests_per_commit(), others)});
+                       d->requests_per_commit(), others),
+           bound});
     }
   }
   return goals;
@@ -375,7 +389,12 @@ void print_table(const Options& o, const std::string& fs, const std::string& bas
     fmt::print("\ngoals:\n");
     for (const Goal& g : goals) {
       fmt::print("  {}: {:.2f}x (limit {}{}) {}\n    {}\n", g.name, g.value,
-                 g.at_most ? "<= " : ">= ", g.limit, g.met() ? "met" : "MISSED", g.detail);
+                 g.at_most ? "<= " : ">= ", g.limit,
+                 !g.checked() ? "not judged"
+                 : g.met()    ? "met"
+                              : "MISSED",
+                 g.detail);
+      if (!g.checked()) fmt::print("    not judged: {}\n", g.not_checked);
     }
   }
 }
@@ -441,6 +460,8 @@ Json to_json(const Options& o, const std::string& fs, const std::string& base,
                      {"limit", x.limit},
                      {"at_most", x.at_most},
                      {"met", x.met()},
+                     {"checked", x.checked()},
+                     {"not_checked_because", x.not_checked},
                      {"detail", x.detail}});
   }
   j["goals"] = std::move(g);
@@ -595,7 +616,7 @@ int main(int argc, char** argv) {
   }
   if (o.require_goals) {
     for (const Goal& g : checked) {
-      if (!g.met()) return kExitRuntime;
+      if (g.checked() && !g.met()) return kExitRuntime;
     }
   }
   return 0;
