@@ -433,14 +433,26 @@ TEST_F(DaemonTest, RetriedRequestGetsItsOriginalReply) {
   EXPECT_EQ(std::get<b::SetInfoReply>(si.body).set.count, 1u);
 }
 
-TEST_F(DaemonTest, StoredRepliesArePrunedOldestFirstAcrossTheSignBoundary) {
-  // 400 requests whose ids cross 2^63 (stored as signed integers), then the window: at least the
-  // last 256 replies survive a crash and answer their retries; the oldest are gone from the store.
+TEST_F(DaemonTest, StoredRepliesKeepEverySessionsNewestWhileTheStoreIsPruned) {
+  // VM 13 stores a few replies and goes quiet; VM 12 then makes 3000 requests whose ids cross
+  // 2^63 (stored as signed integers), enough for the store's table of stored replies to be pruned
+  // from its oldest end several times. After a crash: VM 12's newest 256 replies and every one of
+  // VM 13's are in the store and answer their retries, VM 12's oldest are gone, and the table
+  // stays bounded.
+  b::SessionReply quiet_s;
+  auto quiet = session(13, 8, &quiet_s);
+  std::vector<std::pair<std::uint64_t, Id>> quiet_allocs;
+  for (std::uint64_t i = 0; i < 5; ++i) {
+    auto r = quiet->call(9000 + i, b::AllocRequest{1, 0xFFFFF});
+    ASSERT_EQ(r.status, 0);
+    quiet_allocs.emplace_back(9000 + i, std::get<b::AllocReply>(r.body).id);
+  }
   b::SessionReply s;
   auto c = session(12, 4, &s);
-  const std::uint64_t base = (std::uint64_t{1} << 63) - 200;
+  constexpr std::uint64_t kRequests = 3000;
+  const std::uint64_t base = (std::uint64_t{1} << 63) - 1500;
   std::vector<Id> ids;
-  for (std::uint64_t i = 0; i < 400; ++i) {
+  for (std::uint64_t i = 0; i < kRequests; ++i) {
     if (i % 2 == 0) {
       auto r = c->call(base + i, b::AllocRequest{1, 0xFFFFF});
       ASSERT_EQ(r.status, 0) << i;
@@ -450,40 +462,53 @@ TEST_F(DaemonTest, StoredRepliesArePrunedOldestFirstAcrossTheSignBoundary) {
     }
   }
   c.reset();
+  quiet.reset();
   d_.kill9();
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open_v2((d_.state_dir() + "/ioasidd.sqlite3").c_str(), &db,
                               SQLITE_OPEN_READONLY, nullptr),
               SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT request_id FROM replies WHERE vm_token = 12", -1, &st,
-                                 nullptr),
-              SQLITE_OK);
-    std::set<std::uint64_t> kept;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      kept.insert(static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)));
-    }
-    sqlite3_finalize(st);
+    auto request_ids = [&](const char* sql) {
+      sqlite3_stmt* st = nullptr;
+      EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, nullptr), SQLITE_OK) << sql;
+      std::set<std::uint64_t> out;
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        out.insert(static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)));
+      }
+      sqlite3_finalize(st);
+      return out;
+    };
+    const auto busy = request_ids("SELECT request_id FROM replies WHERE vm_token = 12");
+    const auto still = request_ids("SELECT request_id FROM replies WHERE vm_token = 13");
+    const auto all = request_ids("SELECT seq FROM replies");
     sqlite3_close(db);
-    // OPEN_SESSION's (its id is below base), the oldest of all, went first.
-    ASSERT_FALSE(kept.empty());
-    EXPECT_GE(*kept.begin(), base);
-    EXPECT_GE(kept.size(), 256u);
-    EXPECT_LE(kept.size(), 256u + 32u);
-    // Exactly the newest ones: a contiguous run ending with the last request.
-    EXPECT_EQ(*kept.rbegin(), base + 399);
-    EXPECT_EQ(*kept.begin(), base + 400 - kept.size());
+    for (std::uint64_t i = kRequests - 256; i < kRequests; ++i) {
+      EXPECT_TRUE(busy.contains(base + i)) << i;
+    }
+    EXPECT_FALSE(busy.contains(base)) << "the oldest replies were never pruned";
+    for (const auto& [rid, id] : quiet_allocs) EXPECT_TRUE(still.contains(rid)) << rid;
+    // Twice the live replies plus the slack and one batch (server.cc), at most.
+    EXPECT_LE(all.size(), 2 * (256 + 6) + 1024 + 64);
   }
   ASSERT_TRUE(d_.start());
   RawConn r(d_.socket());
   r.hello();
   ASSERT_EQ(r.call(next(), b::ResumeRequest{12, s.resume_token}).status, 0);
   // The last ALLOC's retry gets its original answer, not a new PASID.
-  auto again = r.call(base + 398, b::AllocRequest{1, 0xFFFFF});
+  auto again = r.call(base + kRequests - 2, b::AllocRequest{1, 0xFFFFF});
   ASSERT_EQ(again.status, 0);
   EXPECT_EQ(std::get<b::AllocReply>(again.body).id, ids.back());
   EXPECT_EQ(std::get<b::SetInfoReply>(r.call(next(), b::SetInfoRequest{}).body).set.count, 0u);
+  RawConn q(d_.socket());
+  q.hello();
+  ASSERT_EQ(q.call(next(), b::ResumeRequest{13, quiet_s.resume_token}).status, 0);
+  for (const auto& [rid, id] : quiet_allocs) {
+    auto retry = q.call(rid, b::AllocRequest{1, 0xFFFFF});
+    ASSERT_EQ(retry.status, 0);
+    EXPECT_EQ(std::get<b::AllocReply>(retry.body).id, id) << rid;
+  }
+  EXPECT_EQ(std::get<b::SetInfoReply>(q.call(next(), b::SetInfoRequest{}).body).set.count, 5u);
 }
 
 TEST_F(DaemonTest, RetriedOpenSessionGetsItsOriginalReply) {

@@ -16,7 +16,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <iterator>
+#include <unordered_map>
 
 #include "daemon/reply_queue.hpp"
 
@@ -42,6 +44,12 @@ struct Conn {
   [[nodiscard]] std::size_t pending_in() const noexcept { return in.size() - in_off; }
 };
 
+// A stored reply: the frame as sent, and its row in the store (Store::put_reply).
+struct StoredFrame {
+  std::int64_t seq = 0;
+  std::vector<std::byte> frame;
+};
+
 struct Session {
   std::uint64_t vm = 0;
   SetId set;
@@ -49,15 +57,20 @@ struct Session {
   bool resumable = false;
   std::uint32_t owner_uid = 0;
   Conn* conn = nullptr;
-  std::int64_t deadline_ms = 0;                             // detached: when the grace period ends
-  std::map<std::uint64_t, std::vector<std::byte>> replies;  // exactly-once: request_id -> frame
+  std::int64_t deadline_ms = 0;  // detached: when the grace period ends
+  // Exactly-once: the stored replies, by request id, and their request ids oldest first (the
+  // session keeps the newest replies_kept).
+  std::unordered_map<std::uint64_t, StoredFrame> replies;
+  std::deque<std::uint64_t> reply_order;
 };
 
 namespace {
 
 constexpr std::size_t kMaxInBuffer = 2 * b::kMaxFrame;
-// Stored replies beyond replies_kept before the oldest are pruned (ServerConfig::replies_kept).
-constexpr std::size_t kReplyPruneBatch = 32;
+// The table of stored replies is pruned from its oldest end once it holds more than twice the
+// live replies plus this many rows, at most kReplyPruneBatch rows at a time.
+constexpr std::size_t kReplyLogSlack = 1024;
+constexpr std::size_t kReplyPruneBatch = 64;
 
 template <class... Args>
 void log(int level, fmt::format_string<Args...> f, Args&&... args) {
@@ -249,15 +262,20 @@ bool Server::rebuild(std::string* error) {
       return bad("state differs after replay");
     }
   }
-  for (StoredReply& r : replies) {
-    auto it = sessions_.find(r.vm_token);
-    if (it != sessions_.end()) it->second->replies[r.request_id] = std::move(r.frame);
-  }
   // Every connection is gone: attached sessions start their grace period now.
   const std::int64_t now = realtime_ms();
   if (!store_->begin()) {
     *error = store_->last_error();
     return false;
+  }
+  for (StoredReply& r : replies) {
+    auto it = sessions_.find(r.vm_token);
+    if (it != sessions_.end()) {
+      keep_reply(*it->second, r.request_id, r.seq, std::move(r.frame));
+    } else if (!store_->delete_reply(r.seq)) {  // a session's that is gone (none is left, normally)
+      *error = store_->last_error();
+      return false;
+    }
   }
   if ((!have_bits && !store_->set_meta("id_bits", config_.id_bits)) ||
       (!have_cap && !store_->set_meta("capacity", static_cast<std::int64_t>(config_.capacity)))) {
@@ -599,37 +617,98 @@ void Server::send(Conn& c, std::uint64_t rid, const b::Reply& r, Session* store_
   if (!n) fatal("a reply the codec refuses");
   if (store_for == nullptr || r.status < 0) return;
   // Exactly-once: the reply is stored in the transaction that holds the change.
-  std::vector<std::byte> frame(to.begin(), to.end());
+  store_reply(*store_for, rid, std::vector<std::byte>(to.begin(), to.end()));
+}
+
+// Stored replies. The store appends every session's to one table, so the replies of a batch share
+// its last pages (a table keyed by session wrote one or two pages per session and commit, which
+// cost more than the rest of the requests' work together: bench/README.md). Each session keeps
+// its newest replies_kept; an older one's row is garbage, deleted with the oldest rows in one
+// range once the table holds more than twice the live rows (plus kReplyLogSlack). A live row
+// met there, the reply of a session that has been quiet since, is first appended again: every
+// session keeps its replies however busy the others are.
+void Server::store_reply(Session& s, std::uint64_t rid, std::vector<std::byte> frame) {
   need_txn();
-  if (!store_->put_reply(store_for->vm, rid, frame)) fatal("store: " + store_->last_error());
-  store_for->replies[rid] = std::move(frame);
-  // Pruned kReplyPruneBatch at a time: the oldest replies sit in another B-tree page than the
-  // newest, so pruning one per request would write one more page in every transaction.
-  // One range DELETE: the map and the table hold the same ids, so the map's oldest ones are the
-  // table's rows from the first id to the last one pruned.
-  auto& kept = store_for->replies;
-  if (kept.size() > config_.replies_kept + kReplyPruneBatch) {
-    auto end = kept.begin();
-    std::advance(end, static_cast<std::ptrdiff_t>(kept.size() - config_.replies_kept));
-    const std::uint64_t first = kept.begin()->first;
-    const std::uint64_t last = std::prev(end)->first;
-    if (!store_->delete_replies(store_for->vm, first, last)) {
-      fatal("store: " + store_->last_error());
-    }
-    kept.erase(kept.begin(), end);
+  std::int64_t seq = 0;
+  if (!store_->put_reply(s.vm, rid, frame, &seq)) fatal("store: " + store_->last_error());
+  reply_log_.push_back({seq, s.vm, rid});
+  auto [it, fresh] = s.replies.insert_or_assign(rid, StoredFrame{seq, std::move(frame)});
+  (void)it;
+  if (fresh) {
+    s.reply_order.push_back(rid);
+    ++live_replies_;
   }
+  while (s.reply_order.size() > config_.replies_kept) {
+    s.replies.erase(s.reply_order.front());
+    s.reply_order.pop_front();
+    --live_replies_;
+  }
+  prune_replies();
+}
+
+void Server::keep_reply(Session& s, std::uint64_t rid, std::int64_t seq,
+                        std::vector<std::byte> frame) {
+  reply_log_.push_back({seq, s.vm, rid});
+  auto [it, fresh] = s.replies.insert_or_assign(rid, StoredFrame{seq, std::move(frame)});
+  (void)it;
+  if (fresh) {
+    s.reply_order.push_back(rid);
+    ++live_replies_;
+  }
+  while (s.reply_order.size() > config_.replies_kept) {
+    s.replies.erase(s.reply_order.front());
+    s.reply_order.pop_front();
+    --live_replies_;
+  }
+}
+
+bool Server::reply_is_live(const LoggedReply& r) const {
+  auto s = sessions_.find(r.vm);
+  if (s == sessions_.end()) return false;
+  auto it = s->second->replies.find(r.request_id);
+  return it != s->second->replies.end() && it->second.seq == r.seq;
+}
+
+void Server::prune_replies() {
+  if (reply_log_.size() <= 2 * live_replies_ + kReplyLogSlack + kReplyPruneBatch) return;
+  std::int64_t last = 0;
+  for (std::size_t n = 0; n < kReplyPruneBatch && !reply_log_.empty(); ++n) {
+    const LoggedReply r = reply_log_.front();
+    if (reply_is_live(r)) {
+      StoredFrame& kept = sessions_.find(r.vm)->second->replies.find(r.request_id)->second;
+      if (!store_->put_reply(r.vm, r.request_id, kept.frame, &kept.seq)) {
+        fatal("store: " + store_->last_error());
+      }
+      reply_log_.push_back({kept.seq, r.vm, r.request_id});
+    }
+    last = r.seq;
+    reply_log_.pop_front();
+  }
+  if (!store_->delete_replies_through(last)) fatal("store: " + store_->last_error());
+}
+
+void Server::drop_replies(Session& s) {
+  need_txn();
+  std::erase_if(reply_log_, [&](const LoggedReply& r) {
+    if (r.vm != s.vm) return false;
+    if (!store_->delete_reply(r.seq)) fatal("store: " + store_->last_error());
+    return true;
+  });
+  live_replies_ -= s.replies.size();
+  s.replies.clear();
+  s.reply_order.clear();
 }
 
 bool Server::stored_reply(Conn& c, Session& s, std::uint64_t rid, b::MsgType t) {
   auto it = s.replies.find(rid);
   if (it == s.replies.end()) return false;
-  auto h = b::decode_header(it->second);
+  auto h = b::decode_header(it->second.frame);
   if (!h || h->type != bw::to_u32(t)) {
     // The token was used for another request: a client bug, refused without executing.
     send(c, rid, b::error_reply(bw::to_u32(t), Errc::invalid_argument));
     return true;
   }
-  send_raw(c, it->second);
+  send_raw(c, it->second.frame);
   return true;
 }
 
@@ -683,10 +762,10 @@ b::Reply Server::open_session(Conn& c, std::uint64_t rid, const b::OpenSessionRe
     if (s.conn != nullptr) return b::error_reply(type, Errc::exists);
     // A retry of the OPEN_SESSION that created it (its reply was lost): the original answer.
     if (auto st = s.replies.find(rid); st != s.replies.end()) {
-      auto h = b::decode_header(st->second);
+      auto h = b::decode_header(st->second.frame);
       if (h && h->type == type) {
         attach(c, s, false);
-        send_raw(c, st->second);
+        send_raw(c, st->second.frame);
         return b::Reply{};  // type 0: already sent
       }
     }
@@ -787,6 +866,7 @@ void Server::teardown(Session& s) {
   auto destroyed = space_->destroy_set(s.set);
   if (!destroyed || !*destroyed) log(3, "VM {}: set not destroyed at once", s.vm);
   need_txn();
+  drop_replies(s);
   if (!store_->delete_session(s.vm, held)) fatal("store: " + store_->last_error());
   if (s.conn != nullptr) s.conn->session = nullptr;
   sessions_.erase(s.vm);

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -44,7 +45,7 @@ struct ServerConfig {
   std::uint32_t max_inflight = 32;             // per connection and loop iteration
   std::size_t max_output = 1 << 20;            // unsent reply bytes before a client is paused
   std::uint32_t max_clients = 1024;            // connections; more are closed at accept
-  std::uint32_t replies_kept = 256;  // stored replies per session at least (exactly-once window)
+  std::uint32_t replies_kept = 256;  // newest stored replies kept per session (exactly-once)
   bool no_sync = false;              // the store runs with synchronous=OFF (STATUS says so)
   // When heartbeat_ms > 0, the loop calls heartbeat(sessions, connections) at least that often,
   // each time after the iteration's commit: a loop stuck in a request or in a flush stops beating.
@@ -75,6 +76,14 @@ class Server {
   [[nodiscard]] std::size_t sessions() const noexcept { return sessions_.size(); }
 
  private:
+  // A row of the store's stored replies (Store::put_reply): live while its session holds it
+  // (same request id, same seq), otherwise it waits to be pruned.
+  struct LoggedReply {
+    std::int64_t seq;
+    std::uint64_t vm;
+    std::uint64_t request_id;
+  };
+
   Server(ServerConfig config, Store* store);
   bool rebuild(std::string* error);
 
@@ -108,6 +117,15 @@ class Server {
   broker::Reply attach(Conn& c, Session& s, bool resumed);
   broker::SessionReply session_reply(const Session& s, bool resumed) const;
   bool stored_reply(Conn& c, Session& s, std::uint64_t rid, broker::MsgType t);
+  // Stores the reply frame of request rid in s (same transaction as its change), dropping the
+  // session's oldest beyond replies_kept, and prunes the store's oldest rows now and then.
+  void store_reply(Session& s, std::uint64_t rid, std::vector<std::byte> frame);
+  // Keeps s's stored reply for rid (a row of the store at seq) while rebuilding.
+  void keep_reply(Session& s, std::uint64_t rid, std::int64_t seq, std::vector<std::byte> frame);
+  [[nodiscard]] bool reply_is_live(const LoggedReply& r) const;
+  void prune_replies();
+  // Deletes every stored reply of s from the store (its teardown).
+  void drop_replies(Session& s);
 
   ServerConfig config_;
   Store* store_;
@@ -122,6 +140,8 @@ class Server {
   std::unique_ptr<WalFlusher> flusher_;  // with Durability::flush_after_commit
   std::uint64_t commit_epoch_ = 0;       // commits since start
   std::uint64_t durable_epoch_ = 0;      // commits known to be on stable storage
+  std::deque<LoggedReply> reply_log_;    // every row, oldest first
+  std::size_t live_replies_ = 0;         // rows of reply_log_ that are live
 };
 
 // CLOCK_REALTIME in milliseconds (deadlines are stored, so they must survive a reboot).

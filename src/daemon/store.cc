@@ -5,12 +5,13 @@
 #include "daemon/wal_write_buffer.hpp"
 
 #include <cstring>
-#include <limits>
 
 namespace ioasid::daemon {
 namespace {
 
-constexpr std::int64_t kSchemaVersion = 1;
+// 2: stored replies in one append-only table (1: one WITHOUT ROWID table keyed by VM and request
+// id, upgraded at open).
+constexpr std::int64_t kSchemaVersion = 2;
 
 // 64-bit tokens are stored as SQLite's signed INTEGER, bit for bit.
 std::int64_t to_db(std::uint64_t v) noexcept { return static_cast<std::int64_t>(v); }
@@ -38,11 +39,26 @@ CREATE TABLE IF NOT EXISTS ids(
   spid INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS replies(
+  seq INTEGER PRIMARY KEY,
   vm_token INTEGER NOT NULL,
   request_id INTEGER NOT NULL,
-  frame BLOB NOT NULL,
-  PRIMARY KEY(vm_token, request_id)
-) WITHOUT ROWID;
+  frame BLOB NOT NULL
+);
+)sql";
+
+// Version 1's stored replies, renamed, copied into version 2's table and dropped: each session's
+// in request-id order, the order version 1 pruned them in.
+constexpr const char* kUpgrade1To2 = R"sql(
+ALTER TABLE replies RENAME TO replies_v1;
+CREATE TABLE replies(
+  seq INTEGER PRIMARY KEY,
+  vm_token INTEGER NOT NULL,
+  request_id INTEGER NOT NULL,
+  frame BLOB NOT NULL
+);
+INSERT INTO replies(vm_token, request_id, frame)
+  SELECT vm_token, request_id, frame FROM replies_v1 ORDER BY vm_token, request_id;
+DROP TABLE replies_v1;
 )sql";
 
 }  // namespace
@@ -91,9 +107,11 @@ std::unique_ptr<Store> Store::open(const std::string& path, Durability durabilit
   }
   std::int64_t version = 0;
   if (s->get_meta("schema_version", &version)) {
-    if (version != kSchemaVersion) {
+    if (version == 1) {
+      if (!s->upgrade(version, error)) return nullptr;
+    } else if (version != kSchemaVersion) {
       *error = path + ": schema version " + std::to_string(version) + ", this daemon reads " +
-               std::to_string(kSchemaVersion);
+               std::to_string(kSchemaVersion) + " (and upgrades 1)";
       return nullptr;
     }
   } else if (!s->set_meta("schema_version", kSchemaVersion)) {
@@ -106,25 +124,34 @@ std::unique_ptr<Store> Store::open(const std::string& path, Durability durabilit
   s->set_quota_ = s->prepare("UPDATE sessions SET quota = ?2 WHERE vm_token = ?1");
   s->set_deadline_ = s->prepare("UPDATE sessions SET deadline_ms = ?2 WHERE vm_token = ?1");
   s->del_session_ = s->prepare("DELETE FROM sessions WHERE vm_token = ?1");
-  s->del_session_replies_ = s->prepare("DELETE FROM replies WHERE vm_token = ?1");
   s->put_id_ = s->prepare(
       "INSERT OR REPLACE INTO ids(id, vm_token, state, refs, binds, spid) "
       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   s->del_id_ = s->prepare("DELETE FROM ids WHERE id = ?1");
-  s->put_reply_ =
-      s->prepare("INSERT OR REPLACE INTO replies(vm_token, request_id, frame) VALUES(?1, ?2, ?3)");
-  s->prune_ =
-      s->prepare("DELETE FROM replies WHERE vm_token = ?1 AND request_id BETWEEN ?2 AND ?3");
+  s->put_reply_ = s->prepare("INSERT INTO replies(vm_token, request_id, frame) VALUES(?1, ?2, ?3)");
+  s->prune_ = s->prepare("DELETE FROM replies WHERE seq <= ?1");
+  s->del_reply_ = s->prepare("DELETE FROM replies WHERE seq = ?1");
   // BEGIN and COMMIT run once per loop iteration: prepared, not parsed each time.
   s->begin_ = s->prepare("BEGIN IMMEDIATE");
   s->commit_ = s->prepare("COMMIT");
-  if (!s->put_session_ || !s->set_quota_ || !s->set_deadline_ || !s->del_session_ ||
-      !s->del_session_replies_ || !s->put_id_ || !s->del_id_ || !s->put_reply_ || !s->prune_ ||
-      !s->begin_ || !s->commit_) {
+  if (!s->put_session_ || !s->set_quota_ || !s->set_deadline_ || !s->del_session_ || !s->put_id_ ||
+      !s->del_id_ || !s->put_reply_ || !s->prune_ || !s->del_reply_ || !s->begin_ || !s->commit_) {
     *error = path + ": " + s->error_;
     return nullptr;
   }
   return s;
+}
+
+bool Store::upgrade(std::int64_t from, std::string* error) {
+  const bool ok = from == 1 && exec("BEGIN IMMEDIATE") && exec(kUpgrade1To2) &&
+                  set_meta("schema_version", kSchemaVersion) && exec("COMMIT");
+  if (!ok) {
+    *error = path_ + ": upgrading schema version " + std::to_string(from) + " to " +
+             std::to_string(kSchemaVersion) + ": " + error_;
+    if (!sqlite3_get_autocommit(db_)) exec("ROLLBACK");
+    return false;
+  }
+  return true;
 }
 
 std::string Store::directory() const {
@@ -134,9 +161,8 @@ std::string Store::directory() const {
 }
 
 Store::~Store() {
-  for (sqlite3_stmt* st :
-       {put_session_, set_quota_, set_deadline_, del_session_, del_session_replies_, put_id_,
-        del_id_, put_reply_, prune_, begin_, commit_}) {
+  for (sqlite3_stmt* st : {put_session_, set_quota_, set_deadline_, del_session_, put_id_, del_id_,
+                           put_reply_, prune_, del_reply_, begin_, commit_}) {
     sqlite3_finalize(st);
   }
   if (in_txn_) exec("ROLLBACK");
@@ -253,19 +279,18 @@ bool Store::load_ids(std::vector<StoredId>* out) {
 
 bool Store::load_replies(std::vector<StoredReply>* out) {
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT vm_token, request_id, frame FROM replies "
-                         "ORDER BY vm_token, request_id",
+  if (sqlite3_prepare_v2(db_, "SELECT seq, vm_token, request_id, frame FROM replies ORDER BY seq",
                          -1, &st, nullptr) != SQLITE_OK) {
     return fail("load replies");
   }
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     StoredReply r;
-    r.vm_token = from_db(sqlite3_column_int64(st, 0));
-    r.request_id = from_db(sqlite3_column_int64(st, 1));
-    const auto* p = static_cast<const std::byte*>(sqlite3_column_blob(st, 2));
-    const int n = sqlite3_column_bytes(st, 2);
+    r.seq = sqlite3_column_int64(st, 0);
+    r.vm_token = from_db(sqlite3_column_int64(st, 1));
+    r.request_id = from_db(sqlite3_column_int64(st, 2));
+    const auto* p = static_cast<const std::byte*>(sqlite3_column_blob(st, 3));
+    const int n = sqlite3_column_bytes(st, 3);
     if (p != nullptr && n > 0) r.frame.assign(p, p + n);
     out->push_back(std::move(r));
   }
@@ -329,11 +354,8 @@ bool Store::delete_session(std::uint64_t vm, std::span<const Id> ids) {
   for (const Id id : ids) {
     if (!delete_id(id)) return false;
   }
-  for (sqlite3_stmt* st : {del_session_replies_, del_session_}) {
-    sqlite3_bind_int64(st, 1, to_db(vm));
-    if (!step_done(st)) return false;
-  }
-  return true;
+  sqlite3_bind_int64(del_session_, 1, to_db(vm));
+  return step_done(del_session_);
 }
 
 bool Store::put_id(std::uint64_t vm, const IdInfo& info) {
@@ -352,25 +374,23 @@ bool Store::delete_id(Id id) {
 }
 
 bool Store::put_reply(std::uint64_t vm, std::uint64_t request_id,
-                      const std::vector<std::byte>& frame) {
+                      const std::vector<std::byte>& frame, std::int64_t* seq) {
   sqlite3_bind_int64(put_reply_, 1, to_db(vm));
   sqlite3_bind_int64(put_reply_, 2, to_db(request_id));
   sqlite3_bind_blob(put_reply_, 3, frame.data(), static_cast<int>(frame.size()), SQLITE_STATIC);
-  return step_done(put_reply_);
+  if (!step_done(put_reply_)) return false;
+  *seq = sqlite3_last_insert_rowid(db_);
+  return true;
 }
 
-bool Store::delete_replies(std::uint64_t vm, std::uint64_t first, std::uint64_t last) {
-  // The column holds the ids bit for bit as signed integers: an unsigned range that crosses 2^63
-  // is two signed ranges.
-  auto range = [&](std::int64_t lo, std::int64_t hi) {
-    sqlite3_bind_int64(prune_, 1, to_db(vm));
-    sqlite3_bind_int64(prune_, 2, lo);
-    sqlite3_bind_int64(prune_, 3, hi);
-    return step_done(prune_);
-  };
-  if (to_db(first) <= to_db(last)) return range(to_db(first), to_db(last));
-  return range(to_db(first), std::numeric_limits<std::int64_t>::max()) &&
-         range(std::numeric_limits<std::int64_t>::min(), to_db(last));
+bool Store::delete_replies_through(std::int64_t last) {
+  sqlite3_bind_int64(prune_, 1, last);
+  return step_done(prune_);
+}
+
+bool Store::delete_reply(std::int64_t seq) {
+  sqlite3_bind_int64(del_reply_, 1, seq);
+  return step_done(del_reply_);
 }
 
 }  // namespace ioasid::daemon

@@ -47,6 +47,7 @@ struct StoredId {
 };
 
 struct StoredReply {
+  std::int64_t seq = 0;  // position in the append order of every session's stored replies
   std::uint64_t vm_token = 0;
   std::uint64_t request_id = 0;
   std::vector<std::byte> frame;  // the reply frame as sent (header included)
@@ -78,8 +79,8 @@ class Store {
   bool set_meta(const char* key, std::int64_t value);
 
   bool load_sessions(std::vector<StoredSession>* out);
-  bool load_ids(std::vector<StoredId>* out);  // ascending by id
-  bool load_replies(std::vector<StoredReply>* out);
+  bool load_ids(std::vector<StoredId>* out);         // ascending by id
+  bool load_replies(std::vector<StoredReply>* out);  // ascending by seq
 
   // Transactions. begin() is idempotent within an open transaction.
   bool begin();
@@ -89,15 +90,19 @@ class Store {
   bool put_session(const StoredSession& s);
   bool set_session_quota(std::uint64_t vm, std::uint32_t quota);
   bool set_session_deadline(std::uint64_t vm, std::int64_t deadline_ms);
-  // Deletes the session, its IDs (every ID it held, which the caller knows) and its stored
-  // replies.
+  // Deletes the session and its IDs (every ID it held, which the caller knows); its stored
+  // replies are the caller's to delete (delete_reply), by seq.
   bool delete_session(std::uint64_t vm, std::span<const Id> ids);
   bool put_id(std::uint64_t vm, const IdInfo& info);
   bool delete_id(Id id);
-  bool put_reply(std::uint64_t vm, std::uint64_t request_id, const std::vector<std::byte>& frame);
-  // Deletes the stored replies of a session whose request ids are in [first, last] (inclusive,
-  // unsigned: the oldest ones once the session holds more than its bound).
-  bool delete_replies(std::uint64_t vm, std::uint64_t first, std::uint64_t last);
+  // Stored replies are one append-only table for every session (docs/daemon.md "Schema"): a
+  // batch's replies share the table's last pages. put_reply appends and sets *seq to the row's
+  // position; delete_replies_through deletes every row up to and including position last (the
+  // oldest ones); delete_reply deletes one.
+  bool put_reply(std::uint64_t vm, std::uint64_t request_id, const std::vector<std::byte>& frame,
+                 std::int64_t* seq);
+  bool delete_replies_through(std::int64_t last);
+  bool delete_reply(std::int64_t seq);
 
   [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
   [[nodiscard]] Durability durability() const noexcept { return durability_; }
@@ -107,6 +112,8 @@ class Store {
 
  private:
   Store() = default;
+  // Brings a state of an earlier schema version to this one (inside a transaction).
+  bool upgrade(std::int64_t from, std::string* error);
   bool exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
   bool step_done(sqlite3_stmt* st);
@@ -122,11 +129,11 @@ class Store {
   sqlite3_stmt* set_quota_ = nullptr;
   sqlite3_stmt* set_deadline_ = nullptr;
   sqlite3_stmt* del_session_ = nullptr;
-  sqlite3_stmt* del_session_replies_ = nullptr;
   sqlite3_stmt* put_id_ = nullptr;
   sqlite3_stmt* del_id_ = nullptr;
   sqlite3_stmt* put_reply_ = nullptr;
   sqlite3_stmt* prune_ = nullptr;
+  sqlite3_stmt* del_reply_ = nullptr;
   sqlite3_stmt* begin_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
 };
