@@ -80,13 +80,14 @@ bool check_tag(void* opaque, void* priv) {
 // ---- readers against writers, with and without custom allocator switching -----------------------
 
 // A custom allocator that answers min (the writers ask for one ID at a time): the space rejects
-// a live answer, hands it back and the writer sees exists. Its state lives under the space lock.
+// a live answer, hands it back and the writer sees exists. It is called under the space lock;
+// allocs is atomic because the switcher reads it outside.
 struct SimpleBackend {
-  std::uint64_t allocs = 0;
+  std::atomic<std::uint64_t> allocs{0};
   std::uint64_t frees = 0;
 };
 int simple_alloc(void* pdata, Id min, Id, Id* out) {
-  ++static_cast<SimpleBackend*>(pdata)->allocs;
+  static_cast<SimpleBackend*>(pdata)->allocs.fetch_add(1, std::memory_order_relaxed);
   *out = min;
   return 0;
 }
@@ -251,6 +252,12 @@ void churn(bool custom_allocators) {
     std::mt19937 rng(7);
     AllocatorOps* ops[3] = {&a0, &a1, &b0};
     bool reg[3] = {custom_allocators, false, false};
+    // Not before a writer has allocated through a0: on a loaded machine the switcher could
+    // otherwise unregister it before any writer ran, and the custom allocators would go unused.
+    while (custom_allocators && backend_a.allocs.load(std::memory_order_relaxed) == 0 &&
+           writers_left.load(std::memory_order_relaxed) > 0) {
+      std::this_thread::yield();
+    }
     while (writers_left.load(std::memory_order_relaxed) > 0) {
       const unsigned k = rng() % 3;
       const unsigned action = rng() % 8;
@@ -290,7 +297,7 @@ void churn(bool custom_allocators) {
     space.unregister_allocator(&a1);
     space.unregister_allocator(&b0);
     EXPECT_EQ(space.stats().orphaned_ids, 0u);
-    EXPECT_GT(backend_a.allocs + backend_b.allocs, 0u);
+    EXPECT_GT(backend_a.allocs.load() + backend_b.allocs.load(), 0u);
   }
   // Not a correctness requirement, but a test whose readers never hit anything tests little.
   EXPECT_GT(found.load(), 0u);

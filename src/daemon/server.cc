@@ -631,27 +631,16 @@ void Server::store_reply(Session& s, std::uint64_t rid, std::vector<std::byte> f
   need_txn();
   std::int64_t seq = 0;
   if (!store_->put_reply(s.vm, rid, frame, &seq)) fatal("store: " + store_->last_error());
-  reply_log_.push_back({seq, s.vm, rid});
-  auto [it, fresh] = s.replies.insert_or_assign(rid, StoredFrame{seq, std::move(frame)});
-  (void)it;
-  if (fresh) {
-    s.reply_order.push_back(rid);
-    ++live_replies_;
-  }
-  while (s.reply_order.size() > config_.replies_kept) {
-    s.replies.erase(s.reply_order.front());
-    s.reply_order.pop_front();
-    --live_replies_;
-  }
+  keep_reply(s, rid, seq, std::move(frame));
   prune_replies();
 }
 
 void Server::keep_reply(Session& s, std::uint64_t rid, std::int64_t seq,
                         std::vector<std::byte> frame) {
   reply_log_.push_back({seq, s.vm, rid});
-  auto [it, fresh] = s.replies.insert_or_assign(rid, StoredFrame{seq, std::move(frame)});
-  (void)it;
-  if (fresh) {
+  // The same request id again (not done by the daemon: a retry gets the stored reply) would
+  // leave the older row to be pruned as garbage.
+  if (s.replies.insert_or_assign(rid, StoredFrame{seq, std::move(frame)}).second) {
     s.reply_order.push_back(rid);
     ++live_replies_;
   }

@@ -120,7 +120,7 @@ class Server {
   // Stores the reply frame of request rid in s (same transaction as its change), dropping the
   // session's oldest beyond replies_kept, and prunes the store's oldest rows now and then.
   void store_reply(Session& s, std::uint64_t rid, std::vector<std::byte> frame);
-  // Keeps s's stored reply for rid (a row of the store at seq) while rebuilding.
+  // Keeps s's stored reply for rid, the store's row at seq (store_reply, and the rebuild).
   void keep_reply(Session& s, std::uint64_t rid, std::int64_t seq, std::vector<std::byte> frame);
   [[nodiscard]] bool reply_is_live(const LoggedReply& r) const;
   void prune_replies();
