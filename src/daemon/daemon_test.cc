@@ -511,6 +511,68 @@ TEST_F(DaemonTest, StoredRepliesKeepEverySessionsNewestWhileTheStoreIsPruned) {
   EXPECT_EQ(std::get<b::SetInfoReply>(q.call(next(), b::SetInfoRequest{}).body).set.count, 5u);
 }
 
+TEST_F(DaemonTest, ASlowSessionsWindowSurvivesPruningAndACrash) {
+  // VM 14 makes one request for every ten of VM 12's: its replies reach the table's oldest end
+  // while still in its window and are appended again, and some of those leave the window later.
+  // After a crash the daemon must rebuild VM 14's window as it was (its newest 256 in the order
+  // they were stored), not from the rows' positions: every one of the 256 retries gets its
+  // original answer and none executes again.
+  b::SessionReply slow_s;
+  auto slow = session(14, 8, &slow_s);
+  auto busy = session(12, 4);
+  struct Sent {
+    std::uint64_t rid;
+    bool alloc;
+    Id id;
+  };
+  std::vector<Sent> sent;
+  std::vector<Id> busy_ids;
+  Id slow_id = kInvalidId;
+  for (std::uint64_t i = 0; i < 6000; ++i) {
+    if (i % 2 == 0) {
+      auto r = busy->call(next(), b::AllocRequest{1, 0xFFFFF});
+      ASSERT_EQ(r.status, 0) << i;
+      busy_ids.push_back(std::get<b::AllocReply>(r.body).id);
+    } else {
+      ASSERT_EQ(busy->call(next(), b::FreeRequest{busy_ids.back()}).status, 0) << i;
+    }
+    if (i % 10 != 0) continue;
+    const std::uint64_t rid = next();
+    if (slow_id == kInvalidId) {
+      auto r = slow->call(rid, b::AllocRequest{1, 0xFFFFF});
+      ASSERT_EQ(r.status, 0) << i;
+      slow_id = std::get<b::AllocReply>(r.body).id;
+      sent.push_back({rid, true, slow_id});
+    } else {
+      ASSERT_EQ(slow->call(rid, b::FreeRequest{slow_id}).status, 0) << i;
+      sent.push_back({rid, false, slow_id});
+      slow_id = kInvalidId;
+    }
+  }
+  ASSERT_GT(sent.size(), 256u + 100u);
+  const std::uint32_t count_before = slow_id == kInvalidId ? 0u : 1u;
+  busy.reset();
+  slow.reset();
+  d_.kill9();
+  ASSERT_TRUE(d_.start());
+  RawConn r(d_.socket());
+  r.hello();
+  ASSERT_EQ(r.call(next(), b::ResumeRequest{14, slow_s.resume_token}).status, 0);
+  for (std::size_t k = sent.size() - 256; k < sent.size(); ++k) {
+    const Sent& x = sent[k];
+    if (x.alloc) {
+      auto again = r.call(x.rid, b::AllocRequest{1, 0xFFFFF});
+      ASSERT_EQ(again.status, 0) << k;
+      EXPECT_EQ(std::get<b::AllocReply>(again.body).id, x.id) << k;
+    } else {
+      EXPECT_EQ(r.call(x.rid, b::FreeRequest{x.id}).status, 0) << k << " executed again";
+    }
+  }
+  // A retried ALLOC that executed again would hold one more PASID.
+  EXPECT_EQ(std::get<b::SetInfoReply>(r.call(next(), b::SetInfoRequest{}).body).set.count,
+            count_before);
+}
+
 TEST_F(DaemonTest, RetriedOpenSessionGetsItsOriginalReply) {
   RawConn c(d_.socket());
   c.hello();

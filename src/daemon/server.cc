@@ -44,9 +44,11 @@ struct Conn {
   [[nodiscard]] std::size_t pending_in() const noexcept { return in.size() - in_off; }
 };
 
-// A stored reply: the frame as sent, and its row in the store (Store::put_reply).
+// A stored reply: the frame as sent, its row in the store and the seq it was first stored at
+// (Store::put_reply).
 struct StoredFrame {
   std::int64_t seq = 0;
+  std::int64_t first_seq = 0;
   std::vector<std::byte> frame;
 };
 
@@ -62,6 +64,7 @@ struct Session {
   // session keeps the newest replies_kept).
   std::unordered_map<std::uint64_t, StoredFrame> replies;
   std::deque<std::uint64_t> reply_order;
+  std::deque<std::int64_t> reply_rows;  // the seq of every row of the session's, oldest first
 };
 
 namespace {
@@ -268,13 +271,29 @@ bool Server::rebuild(std::string* error) {
     *error = store_->last_error();
     return false;
   }
+  // The rows in seq order make the log; each session's window is its newest replies_kept in the
+  // order they were first stored (a reply appended again by pruning keeps its first seq).
+  std::map<std::uint64_t, std::vector<StoredReply*>> by_session;
   for (StoredReply& r : replies) {
     auto it = sessions_.find(r.vm_token);
-    if (it != sessions_.end()) {
-      keep_reply(*it->second, r.request_id, r.seq, std::move(r.frame));
-    } else if (!store_->delete_reply(r.seq)) {  // a session's that is gone (none is left, normally)
-      *error = store_->last_error();
-      return false;
+    if (it == sessions_.end()) {  // a session's that is gone (none is left, normally)
+      if (!store_->delete_reply(r.seq)) {
+        *error = store_->last_error();
+        return false;
+      }
+      continue;
+    }
+    reply_log_.push_back({r.seq, r.vm_token, r.request_id});
+    it->second->reply_rows.push_back(r.seq);
+    by_session[r.vm_token].push_back(&r);
+  }
+  for (auto& [vm, rows] : by_session) {
+    std::stable_sort(rows.begin(), rows.end(), [](const StoredReply* a, const StoredReply* b) {
+      return a->first_seq < b->first_seq;
+    });
+    Session& s = *sessions_.find(vm)->second;
+    for (StoredReply* r : rows) {
+      remember_reply(s, r->request_id, StoredFrame{r->seq, r->first_seq, std::move(r->frame)});
     }
   }
   if ((!have_bits && !store_->set_meta("id_bits", config_.id_bits)) ||
@@ -630,17 +649,17 @@ void Server::send(Conn& c, std::uint64_t rid, const b::Reply& r, Session* store_
 void Server::store_reply(Session& s, std::uint64_t rid, std::vector<std::byte> frame) {
   need_txn();
   std::int64_t seq = 0;
-  if (!store_->put_reply(s.vm, rid, frame, &seq)) fatal("store: " + store_->last_error());
-  keep_reply(s, rid, seq, std::move(frame));
+  if (!store_->put_reply(s.vm, rid, frame, 0, &seq)) fatal("store: " + store_->last_error());
+  reply_log_.push_back({seq, s.vm, rid});
+  s.reply_rows.push_back(seq);
+  remember_reply(s, rid, StoredFrame{seq, seq, std::move(frame)});
   prune_replies();
 }
 
-void Server::keep_reply(Session& s, std::uint64_t rid, std::int64_t seq,
-                        std::vector<std::byte> frame) {
-  reply_log_.push_back({seq, s.vm, rid});
-  // The same request id again (not done by the daemon: a retry gets the stored reply) would
-  // leave the older row to be pruned as garbage.
-  if (s.replies.insert_or_assign(rid, StoredFrame{seq, std::move(frame)}).second) {
+void Server::remember_reply(Session& s, std::uint64_t rid, StoredFrame stored) {
+  // The same request id again (not done by the daemon: a retry gets the stored reply) keeps its
+  // place; its older row is left to be pruned as garbage.
+  if (s.replies.insert_or_assign(rid, std::move(stored)).second) {
     s.reply_order.push_back(rid);
     ++live_replies_;
   }
@@ -663,29 +682,33 @@ void Server::prune_replies() {
   std::int64_t last = 0;
   for (std::size_t n = 0; n < kReplyPruneBatch && !reply_log_.empty(); ++n) {
     const LoggedReply r = reply_log_.front();
-    if (reply_is_live(r)) {
-      StoredFrame& kept = sessions_.find(r.vm)->second->replies.find(r.request_id)->second;
-      if (!store_->put_reply(r.vm, r.request_id, kept.frame, &kept.seq)) {
-        fatal("store: " + store_->last_error());
-      }
-      reply_log_.push_back({kept.seq, r.vm, r.request_id});
-    }
-    last = r.seq;
     reply_log_.pop_front();
+    last = r.seq;
+    auto it = sessions_.find(r.vm);
+    if (it == sessions_.end()) continue;  // a row of a session torn down (already deleted)
+    Session& s = *it->second;
+    if (!s.reply_rows.empty() && s.reply_rows.front() == r.seq) s.reply_rows.pop_front();
+    if (!reply_is_live(r)) continue;
+    StoredFrame& kept = s.replies.find(r.request_id)->second;
+    if (!store_->put_reply(r.vm, r.request_id, kept.frame, kept.first_seq, &kept.seq)) {
+      fatal("store: " + store_->last_error());
+    }
+    reply_log_.push_back({kept.seq, r.vm, r.request_id});
+    s.reply_rows.push_back(kept.seq);
   }
   if (!store_->delete_replies_through(last)) fatal("store: " + store_->last_error());
 }
 
 void Server::drop_replies(Session& s) {
+  // Their entries stay in the log (dead: no session holds them) until pruning reaches them.
   need_txn();
-  std::erase_if(reply_log_, [&](const LoggedReply& r) {
-    if (r.vm != s.vm) return false;
-    if (!store_->delete_reply(r.seq)) fatal("store: " + store_->last_error());
-    return true;
-  });
+  for (const std::int64_t seq : s.reply_rows) {
+    if (!store_->delete_reply(seq)) fatal("store: " + store_->last_error());
+  }
   live_replies_ -= s.replies.size();
   s.replies.clear();
   s.reply_order.clear();
+  s.reply_rows.clear();
 }
 
 bool Server::stored_reply(Conn& c, Session& s, std::uint64_t rid, b::MsgType t) {

@@ -58,6 +58,7 @@ struct ServerConfig {
 
 struct Conn;
 struct Session;
+struct StoredFrame;
 
 class Server {
  public:
@@ -77,7 +78,8 @@ class Server {
 
  private:
   // A row of the store's stored replies (Store::put_reply): live while its session holds it
-  // (same request id, same seq), otherwise it waits to be pruned.
+  // (same request id, same seq), otherwise it waits to be pruned (or was deleted with its
+  // session).
   struct LoggedReply {
     std::int64_t seq;
     std::uint64_t vm;
@@ -120,8 +122,9 @@ class Server {
   // Stores the reply frame of request rid in s (same transaction as its change), dropping the
   // session's oldest beyond replies_kept, and prunes the store's oldest rows now and then.
   void store_reply(Session& s, std::uint64_t rid, std::vector<std::byte> frame);
-  // Keeps s's stored reply for rid, the store's row at seq (store_reply, and the rebuild).
-  void keep_reply(Session& s, std::uint64_t rid, std::int64_t seq, std::vector<std::byte> frame);
+  // Puts rid's stored reply in s's window, dropping the oldest beyond replies_kept (store_reply,
+  // and the rebuild).
+  void remember_reply(Session& s, std::uint64_t rid, StoredFrame stored);
   [[nodiscard]] bool reply_is_live(const LoggedReply& r) const;
   void prune_replies();
   // Deletes every stored reply of s from the store (its teardown).

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS ids(
 );
 CREATE TABLE IF NOT EXISTS replies(
   seq INTEGER PRIMARY KEY,
+  first_seq INTEGER NOT NULL,
   vm_token INTEGER NOT NULL,
   request_id INTEGER NOT NULL,
   frame BLOB NOT NULL
@@ -47,17 +48,21 @@ CREATE TABLE IF NOT EXISTS replies(
 )sql";
 
 // Version 1's stored replies, renamed, copied into version 2's table and dropped: each session's
-// in request-id order, the order version 1 pruned them in.
+// in request-id order, unsigned (the ids are stored bit for bit as signed integers), the order
+// version 1 kept them in.
 constexpr const char* kUpgrade1To2 = R"sql(
 ALTER TABLE replies RENAME TO replies_v1;
 CREATE TABLE replies(
   seq INTEGER PRIMARY KEY,
+  first_seq INTEGER NOT NULL,
   vm_token INTEGER NOT NULL,
   request_id INTEGER NOT NULL,
   frame BLOB NOT NULL
 );
-INSERT INTO replies(vm_token, request_id, frame)
-  SELECT vm_token, request_id, frame FROM replies_v1 ORDER BY vm_token, request_id;
+INSERT INTO replies(first_seq, vm_token, request_id, frame)
+  SELECT 0, vm_token, request_id, frame FROM replies_v1
+  ORDER BY vm_token, request_id < 0, request_id;
+UPDATE replies SET first_seq = seq;
 DROP TABLE replies_v1;
 )sql";
 
@@ -128,18 +133,38 @@ std::unique_ptr<Store> Store::open(const std::string& path, Durability durabilit
       "INSERT OR REPLACE INTO ids(id, vm_token, state, refs, binds, spid) "
       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   s->del_id_ = s->prepare("DELETE FROM ids WHERE id = ?1");
-  s->put_reply_ = s->prepare("INSERT INTO replies(vm_token, request_id, frame) VALUES(?1, ?2, ?3)");
+  s->put_reply_ = s->prepare(
+      "INSERT INTO replies(seq, first_seq, vm_token, request_id, frame) "
+      "VALUES(?1, ?2, ?3, ?4, ?5)");
   s->prune_ = s->prepare("DELETE FROM replies WHERE seq <= ?1");
   s->del_reply_ = s->prepare("DELETE FROM replies WHERE seq = ?1");
   // BEGIN and COMMIT run once per loop iteration: prepared, not parsed each time.
   s->begin_ = s->prepare("BEGIN IMMEDIATE");
   s->commit_ = s->prepare("COMMIT");
+  // Stored replies are numbered on from the newest row, by the store (so that a reply appended
+  // again can be given its first seq in the same statement).
+  if (!s->load_next_seq()) {
+    *error = path + ": " + s->error_;
+    return nullptr;
+  }
   if (!s->put_session_ || !s->set_quota_ || !s->set_deadline_ || !s->del_session_ || !s->put_id_ ||
       !s->del_id_ || !s->put_reply_ || !s->prune_ || !s->del_reply_ || !s->begin_ || !s->commit_) {
     *error = path + ": " + s->error_;
     return nullptr;
   }
   return s;
+}
+
+bool Store::load_next_seq() {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT coalesce(max(seq), 0) FROM replies", -1, &st, nullptr) !=
+      SQLITE_OK) {
+    return fail("replies");
+  }
+  const bool ok = sqlite3_step(st) == SQLITE_ROW;
+  if (ok) next_seq_ = sqlite3_column_int64(st, 0) + 1;
+  sqlite3_finalize(st);
+  return ok ? true : fail("replies");
 }
 
 bool Store::upgrade(std::int64_t from, std::string* error) {
@@ -279,7 +304,9 @@ bool Store::load_ids(std::vector<StoredId>* out) {
 
 bool Store::load_replies(std::vector<StoredReply>* out) {
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT seq, vm_token, request_id, frame FROM replies ORDER BY seq",
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT seq, first_seq, vm_token, request_id, frame FROM replies "
+                         "ORDER BY seq",
                          -1, &st, nullptr) != SQLITE_OK) {
     return fail("load replies");
   }
@@ -287,10 +314,11 @@ bool Store::load_replies(std::vector<StoredReply>* out) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     StoredReply r;
     r.seq = sqlite3_column_int64(st, 0);
-    r.vm_token = from_db(sqlite3_column_int64(st, 1));
-    r.request_id = from_db(sqlite3_column_int64(st, 2));
-    const auto* p = static_cast<const std::byte*>(sqlite3_column_blob(st, 3));
-    const int n = sqlite3_column_bytes(st, 3);
+    r.first_seq = sqlite3_column_int64(st, 1);
+    r.vm_token = from_db(sqlite3_column_int64(st, 2));
+    r.request_id = from_db(sqlite3_column_int64(st, 3));
+    const auto* p = static_cast<const std::byte*>(sqlite3_column_blob(st, 4));
+    const int n = sqlite3_column_bytes(st, 4);
     if (p != nullptr && n > 0) r.frame.assign(p, p + n);
     out->push_back(std::move(r));
   }
@@ -374,12 +402,17 @@ bool Store::delete_id(Id id) {
 }
 
 bool Store::put_reply(std::uint64_t vm, std::uint64_t request_id,
-                      const std::vector<std::byte>& frame, std::int64_t* seq) {
-  sqlite3_bind_int64(put_reply_, 1, to_db(vm));
-  sqlite3_bind_int64(put_reply_, 2, to_db(request_id));
-  sqlite3_bind_blob(put_reply_, 3, frame.data(), static_cast<int>(frame.size()), SQLITE_STATIC);
+                      const std::vector<std::byte>& frame, std::int64_t first_seq,
+                      std::int64_t* seq) {
+  const std::int64_t at = next_seq_;
+  sqlite3_bind_int64(put_reply_, 1, at);
+  sqlite3_bind_int64(put_reply_, 2, first_seq != 0 ? first_seq : at);
+  sqlite3_bind_int64(put_reply_, 3, to_db(vm));
+  sqlite3_bind_int64(put_reply_, 4, to_db(request_id));
+  sqlite3_bind_blob(put_reply_, 5, frame.data(), static_cast<int>(frame.size()), SQLITE_STATIC);
   if (!step_done(put_reply_)) return false;
-  *seq = sqlite3_last_insert_rowid(db_);
+  ++next_seq_;
+  *seq = at;
   return true;
 }
 

@@ -48,6 +48,9 @@ struct StoredId {
 
 struct StoredReply {
   std::int64_t seq = 0;  // position in the append order of every session's stored replies
+  // The seq the reply was first stored at: a reply appended again keeps it, so it orders each
+  // session's replies as they were stored.
+  std::int64_t first_seq = 0;
   std::uint64_t vm_token = 0;
   std::uint64_t request_id = 0;
   std::vector<std::byte> frame;  // the reply frame as sent (header included)
@@ -97,10 +100,11 @@ class Store {
   bool delete_id(Id id);
   // Stored replies are one append-only table for every session (docs/daemon.md "Schema"): a
   // batch's replies share the table's last pages. put_reply appends and sets *seq to the row's
-  // position; delete_replies_through deletes every row up to and including position last (the
-  // oldest ones); delete_reply deletes one.
+  // position (first_seq: the position it was first stored at, 0 for a new reply: *seq);
+  // delete_replies_through deletes every row up to and including position last (the oldest
+  // ones); delete_reply deletes one.
   bool put_reply(std::uint64_t vm, std::uint64_t request_id, const std::vector<std::byte>& frame,
-                 std::int64_t* seq);
+                 std::int64_t first_seq, std::int64_t* seq);
   bool delete_replies_through(std::int64_t last);
   bool delete_reply(std::int64_t seq);
 
@@ -114,6 +118,7 @@ class Store {
   Store() = default;
   // Brings a state of an earlier schema version to this one (inside a transaction).
   bool upgrade(std::int64_t from, std::string* error);
+  bool load_next_seq();
   bool exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
   bool step_done(sqlite3_stmt* st);
@@ -123,6 +128,7 @@ class Store {
   std::string path_;
   Durability durability_ = Durability::flush_in_commit;
   bool in_txn_ = false;
+  std::int64_t next_seq_ = 1;  // the next stored reply's seq
   std::string error_;
   // Prepared statements, finalized in the destructor.
   sqlite3_stmt* put_session_ = nullptr;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // store_test.cc: ioasidd's SQLite store on real files: stored replies in append order with their
-// positions, pruning from the oldest end, a state of schema version 1 upgraded at open (its
-// stored replies in each session's request-id order), and a state of an unknown version refused.
+// positions (a reply appended again keeps its first one), pruning from the oldest end, a state of
+// schema version 1 upgraded at open (its stored replies in each session's unsigned request-id
+// order), and a state of an unknown version refused.
 #include "daemon/store.hpp"
 
 #include <gtest/gtest.h>
@@ -64,13 +65,17 @@ TEST_F(StoreTest, RepliesAreAppendedAndPrunedFromTheOldestEnd) {
   std::vector<std::int64_t> seqs;
   for (std::uint64_t i = 0; i < 6; ++i) {
     std::int64_t seq = 0;
-    ASSERT_TRUE(store->put_reply(i % 2 == 0 ? 7 : 8, 100 + i, bytes({int(i)}), &seq));
+    ASSERT_TRUE(store->put_reply(i % 2 == 0 ? 7 : 8, 100 + i, bytes({int(i)}), 0, &seq));
     if (!seqs.empty()) {
       EXPECT_GT(seq, seqs.back());
     }
     seqs.push_back(seq);
   }
-  ASSERT_TRUE(store->delete_replies_through(seqs[1]));  // the two oldest
+  // The third appended again (as pruning does with a live row): it keeps its first seq.
+  std::int64_t again = 0;
+  ASSERT_TRUE(store->put_reply(7, 102, bytes({2}), seqs[2], &again));
+  EXPECT_GT(again, seqs.back());
+  ASSERT_TRUE(store->delete_replies_through(seqs[2]));  // the three oldest
   ASSERT_TRUE(store->delete_reply(seqs[4]));
   ASSERT_TRUE(store->commit());
   store.reset();
@@ -79,16 +84,24 @@ TEST_F(StoreTest, RepliesAreAppendedAndPrunedFromTheOldestEnd) {
   std::vector<StoredReply> replies;
   ASSERT_TRUE(store->load_replies(&replies));
   ASSERT_EQ(replies.size(), 3u);
-  const std::vector<std::uint64_t> want_rid = {102, 103, 105};
-  const std::vector<std::uint64_t> want_vm = {7, 8, 8};
+  const std::vector<std::uint64_t> want_rid = {103, 105, 102};
+  const std::vector<std::uint64_t> want_vm = {8, 8, 7};
+  const std::vector<std::int64_t> want_first = {seqs[3], seqs[5], seqs[2]};
   for (std::size_t i = 0; i < replies.size(); ++i) {
     EXPECT_EQ(replies[i].request_id, want_rid[i]);
     EXPECT_EQ(replies[i].vm_token, want_vm[i]);
+    EXPECT_EQ(replies[i].first_seq, want_first[i]);
     EXPECT_EQ(replies[i].frame, bytes({int(want_rid[i] - 100)}));
     if (i > 0) {
       EXPECT_GT(replies[i].seq, replies[i - 1].seq);
     }
   }
+  // New replies are numbered after the newest row, across a reopen.
+  ASSERT_TRUE(store->begin());
+  std::int64_t next = 0;
+  ASSERT_TRUE(store->put_reply(8, 106, bytes({6}), 0, &next));
+  EXPECT_GT(next, again);
+  ASSERT_TRUE(store->commit());
 }
 
 TEST_F(StoreTest, AVersion1StateIsUpgradedAtOpen) {
@@ -118,19 +131,21 @@ INSERT INTO replies VALUES(5, -9223372036854775808, x'80');
   EXPECT_EQ(sessions.size(), 2u);
   ASSERT_EQ(ids.size(), 1u);
   EXPECT_EQ(ids[0].info.id, 33u);
-  // Append order: each session's in the order version 1 kept (signed request id), VM by VM.
+  // Append order: each session's in the order version 1 kept (request ids unsigned: 2^63 is
+  // the newest), VM by VM; each row first stored where it is.
   ASSERT_EQ(replies.size(), 4u);
   const std::vector<std::pair<std::uint64_t, std::uint64_t>> want = {
-      {5, std::uint64_t{1} << 63}, {5, 10}, {5, 11}, {6, 20}};
+      {5, 10}, {5, 11}, {5, std::uint64_t{1} << 63}, {6, 20}};
   for (std::size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(replies[i].vm_token, want[i].first) << i;
     EXPECT_EQ(replies[i].request_id, want[i].second) << i;
+    EXPECT_EQ(replies[i].first_seq, replies[i].seq) << i;
   }
-  EXPECT_EQ(replies[1].frame, bytes({0x0a}));
+  EXPECT_EQ(replies[0].frame, bytes({0x0a}));
   // The upgraded state takes new replies after the old ones, and opens as version 2 again.
   ASSERT_TRUE(store->begin());
   std::int64_t seq = 0;
-  ASSERT_TRUE(store->put_reply(6, 21, bytes({0x15}), &seq));
+  ASSERT_TRUE(store->put_reply(6, 21, bytes({0x15}), 0, &seq));
   EXPECT_GT(seq, replies.back().seq);
   ASSERT_TRUE(store->commit());
   store.reset();

@@ -28,6 +28,7 @@ struct BufferedFile {
   std::size_t capacity;
   std::size_t size;  // buffered bytes, meant for [offset, offset + size)
   sqlite3_int64 offset;
+  int failed;  // the SQLite code of the first write out that failed; SQLITE_OK: none
 };
 
 constexpr std::size_t kRealOffset = (sizeof(BufferedFile) + alignof(std::max_align_t) - 1) /
@@ -36,11 +37,18 @@ constexpr std::size_t kRealOffset = (sizeof(BufferedFile) + alignof(std::max_ali
 BufferedFile* as_buffered(sqlite3_file* f) { return reinterpret_cast<BufferedFile*>(f); }
 sqlite3_vfs* real_vfs(sqlite3_vfs* vfs) { return static_cast<sqlite3_vfs*>(vfs->pAppData); }
 
+// A failed write out is sticky: every later call on the file fails with it, flush_wal_writes()
+// too. The caller that triggered it may not be the one whose data was lost, and SQLite ignores
+// some errors (a checkpoint run by COMMIT reports nothing): without this, a COMMIT whose frames
+// never reached the file could be acknowledged, and later frames written past the hole. The
+// daemon stops at a failed commit; a restart recovers the WAL up to the first broken frame.
 int write_out(BufferedFile* f) {
+  if (f->failed != SQLITE_OK) return f->failed;
   if (f->size == 0) return SQLITE_OK;
   const int rc = f->real->pMethods->xWrite(f->real, f->data, static_cast<int>(f->size), f->offset);
   g_file_writes.fetch_add(1, std::memory_order_relaxed);
-  f->size = 0;  // on failure too: SQLite sees the error and treats the WAL tail as unwritten
+  f->size = 0;
+  f->failed = rc;
   return rc;
 }
 
@@ -67,6 +75,7 @@ int buffered_close(sqlite3_file* file) {
 
 int buffered_write(sqlite3_file* file, const void* src, int amount, sqlite3_int64 offset) {
   BufferedFile* f = as_buffered(file);
+  if (f->failed != SQLITE_OK) return f->failed;
   g_sqlite_writes.fetch_add(1, std::memory_order_relaxed);
   const auto n = static_cast<std::size_t>(amount);
   const bool continues = f->size == 0 || offset == f->offset + static_cast<sqlite3_int64>(f->size);
@@ -74,8 +83,12 @@ int buffered_write(sqlite3_file* file, const void* src, int amount, sqlite3_int6
     if (const int rc = write_out(f); rc != SQLITE_OK) return rc;
   }
   if (n > kMaxBuffered || !reserve(f, f->size + n)) {
+    // Written through, after what is buffered (the order stays SQLite's).
+    if (const int rc = write_out(f); rc != SQLITE_OK) return rc;
     g_file_writes.fetch_add(1, std::memory_order_relaxed);
-    return f->real->pMethods->xWrite(f->real, src, amount, offset);
+    const int rc = f->real->pMethods->xWrite(f->real, src, amount, offset);
+    f->failed = rc;
+    return rc;
   }
   if (f->size == 0) f->offset = offset;
   std::memcpy(f->data + f->size, src, n);
@@ -190,6 +203,7 @@ int vfs_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, 
   f->capacity = 0;
   f->size = 0;
   f->offset = 0;
+  f->failed = SQLITE_OK;
   const int rc = real->xOpen(real, name, f->real, flags, out_flags);
   // With methods set, SQLite closes the file even when the open failed: ours close the real one.
   if (f->real->pMethods != nullptr) f->base.pMethods = &kBufferedMethods;

@@ -17,7 +17,9 @@
 // must call flush_wal_writes() before it treats the transaction as written (Store::commit does),
 // and before it asks another descriptor to flush the file (WalFlusher). A process killed before
 // that loses only a transaction no reply has acknowledged; SQLite's frame checksums drop a WAL's
-// partly written tail at recovery, as they would after any torn write.
+// partly written tail at recovery, as they would after any torn write. A write out that fails is
+// sticky: every later call on the file and flush_wal_writes() fail with it (SQLite ignores the
+// result of the checkpoint a COMMIT runs, which may be what wrote the buffer out).
 //
 // Thread-safety: a buffered file is used by the one connection that opened it, like any SQLite
 // file object of a connection opened with SQLITE_OPEN_NOMUTEX; registration is thread-safe.
@@ -34,7 +36,8 @@ namespace ioasid::daemon {
 const char* wal_write_buffer_vfs();
 
 // Writes what db's WAL has buffered to the file. Returns an SQLite result code: SQLITE_OK also
-// when nothing was buffered, or when db's journal is not a buffered WAL.
+// when nothing was buffered, or when db's journal is not a buffered WAL; the code of an earlier
+// failed write out of that WAL.
 int flush_wal_writes(sqlite3* db);
 
 // Process-wide counts of the WAL writes SQLite made through this VFS and of the write calls they

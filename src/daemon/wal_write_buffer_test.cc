@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -185,6 +188,80 @@ TEST_F(WalWriteBufferTest, TheWalRestartsAfterCheckpoints) {
   sqlite3* plain = open_db(false);
   EXPECT_EQ(integrity(plain), "ok");
   expect_rows(plain, 1505, 200);
+}
+
+// Makes the default VFS's write system calls fail with ENOSPC while armed (SQLite's unix VFS
+// lets its system calls be replaced: xSetSystemCall).
+class FailingWrites {
+ public:
+  FailingWrites() : unix_(sqlite3_vfs_find("unix")) {
+    real_pwrite_ = unix_->xGetSystemCall(unix_, "pwrite");
+    real_pwrite64_ = unix_->xGetSystemCall(unix_, "pwrite64");
+    real_write_ = unix_->xGetSystemCall(unix_, "write");
+    unix_->xSetSystemCall(unix_, "pwrite", reinterpret_cast<sqlite3_syscall_ptr>(&fail_pwrite));
+    unix_->xSetSystemCall(unix_, "pwrite64", reinterpret_cast<sqlite3_syscall_ptr>(&fail_pwrite64));
+    unix_->xSetSystemCall(unix_, "write", reinterpret_cast<sqlite3_syscall_ptr>(&fail_write));
+  }
+  ~FailingWrites() { unix_->xSetSystemCall(unix_, nullptr, nullptr); }  // all restored
+  FailingWrites(const FailingWrites&) = delete;
+  FailingWrites& operator=(const FailingWrites&) = delete;
+  static void arm(bool on) { armed_.store(on); }
+
+ private:
+  using PwriteFn = ssize_t (*)(int, const void*, size_t, off_t);
+  using WriteFn = ssize_t (*)(int, const void*, size_t);
+  static ssize_t fail_pwrite(int fd, const void* b, size_t n, off_t off) {
+    if (armed_.load()) return errno = ENOSPC, -1;
+    return reinterpret_cast<PwriteFn>(real_pwrite_)(fd, b, n, off);
+  }
+  static ssize_t fail_pwrite64(int fd, const void* b, size_t n, off_t off) {
+    if (armed_.load()) return errno = ENOSPC, -1;
+    return reinterpret_cast<PwriteFn>(real_pwrite64_)(fd, b, n, off);
+  }
+  static ssize_t fail_write(int fd, const void* b, size_t n) {
+    if (armed_.load()) return errno = ENOSPC, -1;
+    return reinterpret_cast<WriteFn>(real_write_)(fd, b, n);
+  }
+  sqlite3_vfs* unix_;
+  static inline sqlite3_syscall_ptr real_pwrite_ = nullptr;
+  static inline sqlite3_syscall_ptr real_pwrite64_ = nullptr;
+  static inline sqlite3_syscall_ptr real_write_ = nullptr;
+  static inline std::atomic<bool> armed_{false};
+};
+
+// SQLite ignores the result of the checkpoint a COMMIT runs: with synchronous=NORMAL the
+// checkpoint's sync of the WAL is what writes the buffered frames out, and if that fails, COMMIT
+// still succeeds. The failure must not vanish with it: flush_wal_writes() reports it (so the
+// daemon does not acknowledge the transaction) and so does every later call on the file.
+TEST_F(WalWriteBufferTest, AFailedWriteOutIsReportedByTheFlushAndEveryLaterWrite) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                            wal_write_buffer_vfs()),
+            SQLITE_OK);
+  open_.push_back(db);
+  exec(db, "PRAGMA page_size=1024");
+  exec(db, "PRAGMA locking_mode=EXCLUSIVE");
+  exec(db, "PRAGMA journal_mode=WAL");
+  exec(db, "PRAGMA synchronous=NORMAL");
+  exec(db, "PRAGMA wal_autocheckpoint=1");  // every COMMIT runs a checkpoint
+  exec(db, "CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)");
+  ASSERT_EQ(flush_wal_writes(db), SQLITE_OK);
+  FailingWrites failing;
+  exec(db, "BEGIN IMMEDIATE");
+  insert(db, 0, 20, 100);
+  FailingWrites::arm(true);
+  const int committed = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  FailingWrites::arm(false);
+  const int flushed = flush_wal_writes(db);
+  EXPECT_TRUE(committed != SQLITE_OK || flushed != SQLITE_OK)
+      << "COMMIT " << committed << ", flush " << flushed << ": the lost frames went unreported";
+  EXPECT_NE(flushed, SQLITE_OK);
+  // The disk has room again, but the WAL has a hole: nothing more is written to it.
+  if (sqlite3_get_autocommit(db) == 0) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  const int later =
+      sqlite3_exec(db, "INSERT INTO t(k, v) VALUES(100, x'00')", nullptr, nullptr, nullptr);
+  EXPECT_TRUE(later != SQLITE_OK || flush_wal_writes(db) != SQLITE_OK);
 }
 
 // A child commits two transactions with synchronous=NORMAL, flushes the buffer only after the
