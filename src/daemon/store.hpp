@@ -9,7 +9,8 @@
 // commit is durable when commit() returns depends on the Durability the store was opened with:
 // with flush_after_commit the caller flushes the WAL (wal_path()) before it acknowledges. In every
 // mode the transaction's WAL frames are in the file (the kernel's cache at least) when commit()
-// returns: the WAL's writes go through a buffer (wal_write_buffer.hpp) that commit() empties. Every
+// returns true: the WAL's writes go through a buffer (wal_write_buffer.hpp) that commit() empties,
+// and it returns false if that, or any earlier write out of it, failed. Every
 // write method requires an open transaction. A failing statement is fatal for the daemon (the
 // caller exits; a restart replays what was committed), so write methods return false and log the
 // SQLite message rather than trying to undo the in-memory change.
